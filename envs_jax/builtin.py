@@ -1,0 +1,1 @@
+"""Registers the environments that ship with envs_jax."""

@@ -1,0 +1,31 @@
+"""The `scalelab` command line: one subcommand per module, dispatched here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _cmd_envs(args: argparse.Namespace) -> int:
+    import envs_jax
+
+    for name in envs_jax.registered_names():
+        print(name)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scalelab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("envs", help="list the registered environments")
+    p.set_defaults(func=_cmd_envs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
