@@ -1,36 +1,36 @@
-"""PPO training of many members at once: config, member state, the jitted chunk function, `train`.
+"""PPO training from a config: `TrainConfig`, `train(config, num_seeds) -> RunResult`.
 
-A *member* is one training run (its own params, optimizer, environments, keys, hyperparameters).
-`make_chunk_fn` builds a pure function advancing every member by K PPO updates (rollout, GAE,
-epochs of minibatch updates) inside `lax.scan`s, vmapped over a leading member axis, with the
-environment's shared read-only data passed once. `train` drives it chunk by chunk from the host.
+`train` validates the config, builds the environment and network, and drives the member-vmapped
+chunk function of `scalelab.members` chunk by chunk, recording learning curves on the host.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
-from flax import struct
-from jax import lax
 
-from scalelab.algos import ppo
-from scalelab.algos.gae import gae
+from scalelab.members import (
+    ChunkStatic,
+    MemberHparams,
+    MemberState,
+    Params,
+    UpdateMetrics,
+    init_key,
+    init_members,
+    make_chunk_fn,
+    member_root_keys,
+)
 
-Params = Any
-
-# Named key streams of a member: its root key is folded with one of these ids, then (for the
-# per-update streams) with the update index, so every random draw depends only on the member's
-# seed and the update it belongs to.
-_STREAM_INIT, _STREAM_ENV, _STREAM_POLICY, _STREAM_MINIBATCH = range(4)
+__all__ = [
+    "PRESETS", "ChunkStatic", "MemberHparams", "MemberState", "RunResult", "TrainConfig",
+    "UpdateMetrics", "build_static", "init_key", "init_members", "make_chunk_fn",
+    "member_root_keys", "train",
+]
 
 _NETWORK_FAMILIES = ("mnist_cnn", "mlp", "impala")
 
@@ -159,299 +159,160 @@ def _check_real(
         raise ValueError(f"{name}: expected a finite number {bound}, got {value!r}")
 
 
-class MemberHparams(struct.PyTreeNode):
-    """Per-member traced scalar hyperparameters (float32; leading member axis when batched)."""
-
-    lr: jax.Array
-    gamma: jax.Array
-    gae_lambda: jax.Array
-    clip_eps: jax.Array
-    ent_coef: jax.Array
-    vf_coef: jax.Array
-    max_grad_norm: jax.Array
-
-    @classmethod
-    def from_config(cls, config: TrainConfig, num_members: int) -> MemberHparams:
-        """The config's values repeated over `num_members` members: every field (num_members,)."""
-        return cls(**{
-            f.name: jnp.full((num_members,), getattr(config, f.name), jnp.float32)
-            for f in dataclasses.fields(cls)
-        })
-
-
-class MemberState(struct.PyTreeNode):
-    """Everything one member carries between updates (leading member axis when batched).
-
-    params / opt_state: network parameters and Adam moments. env_state / obs: the num_envs
-    environments and their current observations (num_envs, *obs_shape). key: the member's root
-    key (uint32 (2,)). update_count: updates done (int32). episode_return / episode_length:
-    running sums of the unfinished episode in each environment (num_envs,).
-    """
-
-    params: Params
-    opt_state: optax.OptState
-    env_state: Any
-    obs: jax.Array
-    key: jax.Array
-    update_count: jax.Array
-    episode_return: jax.Array
-    episode_length: jax.Array
-
-
-class UpdateMetrics(NamedTuple):
-    """Per-update diagnostics of one member (scalars; (members, K) out of a chunk).
-
-    reward_sum: sum of the rollout's num_envs*rollout_length rewards. episodes: episodes that
-    ended (terminated or truncated) in the rollout, with the sums of their returns and lengths.
-    The rest are means over the update's epochs and minibatches; lr is the step size used.
-    """
-
-    reward_sum: jax.Array
-    episodes: jax.Array
-    episode_return_sum: jax.Array
-    episode_length_sum: jax.Array
-    policy_loss: jax.Array
-    value_loss: jax.Array
-    entropy: jax.Array
-    approx_kl: jax.Array
-    clip_frac: jax.Array
-    grad_norm: jax.Array
-    lr: jax.Array
-
-
 @dataclass(frozen=True)
-class ChunkStatic:
-    """Compile-time structure of a chunk function: shared by all members it is vmapped over.
+class RunResult:
+    """Learning curves of `train(config, num_seeds)`: one logged point per chunk.
 
-    env: a gymnax-API environment; apply_fn(params, obs (n, *obs_shape)) -> (logits (n, A),
-    values (n,)). total_updates is the lr-anneal horizon (used when anneal_lr).
+    interactions (T,) int64: env steps per member at each log point. score (M, T): the env's
+    score over the chunk that ends there (`score_kind` "reward_per_step": mean reward per step,
+    i.e. training accuracy on MNIST-v0; "episode_return": mean return of the episodes that ended
+    in the chunk, NaN if none did). metrics: name -> (M, T) float64 window means of the
+    UpdateMetrics diagnostics plus reward_per_step, episode_return, episode_length. params: the
+    network's parameter count N; flops_per_interaction: its forward FLOPs per observation (policy
+    + value). final_params: trained parameters with a leading member axis.
     """
 
-    env: Any
-    apply_fn: Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
-    num_envs: int
-    rollout_length: int
-    update_epochs: int
-    num_minibatches: int
-    updates_per_chunk: int
-    total_updates: int
-    anneal_lr: bool = False
-    adam_eps: float = 1e-5
-    level_seed: int = 0
-
-    def with_updates_per_chunk(self, k: int) -> ChunkStatic:
-        """The same structure advancing k updates per call."""
-        return dataclasses.replace(self, updates_per_chunk=k)
+    config: TrainConfig
+    seeds: tuple[int, ...]
+    interactions: np.ndarray
+    score: np.ndarray
+    score_kind: str
+    params: int
+    flops_per_interaction: int
+    metrics: dict[str, np.ndarray]
+    final_params: Params
+    compile_seconds: float
+    train_seconds: float
 
 
-def member_root_keys(seeds: jax.Array | list[int]) -> jax.Array:
-    """Root keys (M, 2) uint32 from integer seeds (M,): PRNGKey(seed), nothing else."""
-    return jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
+def _window_means(chunk_metrics: UpdateMetrics, batch_size: int) -> dict[str, np.ndarray]:
+    """Host-side reduction of one chunk's (M, K) metrics to per-member window values (M,)."""
+    m = {k: np.asarray(v, np.float64) for k, v in chunk_metrics._asdict().items()}
+    k = m["reward_sum"].shape[1]
+    episodes = m["episodes"].sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {
+            "reward_per_step": m["reward_sum"].sum(1) / (k * batch_size),
+            "episodes": episodes,
+            "episode_return": np.where(
+                episodes > 0, m["episode_return_sum"].sum(1) / episodes, np.nan
+            ),
+            "episode_length": np.where(
+                episodes > 0, m["episode_length_sum"].sum(1) / episodes, np.nan
+            ),
+        }
+    for name in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "grad_norm",
+                 "lr"):
+        out[name] = m[name].mean(1)
+    return out
 
 
-def init_key(root_key: jax.Array) -> jax.Array:
-    """The parameter-initialization key of a member (its root key's init stream)."""
-    return jax.random.fold_in(root_key, _STREAM_INIT)
+def build_static(config: TrainConfig, env: Any, obs_shape: tuple[int, ...]) -> tuple[
+    ChunkStatic, Any
+]:
+    """(ChunkStatic, NetworkConfig) of a validated config for an env with these observations."""
+    from scalelab import networks
+
+    family = config.network or _default_family(obs_shape)
+    net_cfg = networks.NetworkConfig(
+        family=family, width=config.width, depth=config.depth, activation=config.activation
+    )
+    module = networks.build(net_cfg, env.num_actions)
+    static = ChunkStatic(
+        env=env,
+        apply_fn=module.apply,
+        num_envs=config.num_envs,
+        rollout_length=config.rollout_length,
+        update_epochs=config.update_epochs,
+        num_minibatches=config.num_minibatches,
+        updates_per_chunk=min(config.updates_per_chunk, config.num_updates),
+        total_updates=config.num_updates,
+        anneal_lr=config.anneal_lr,
+        adam_eps=config.adam_eps,
+        level_seed=config.level_seed,
+    )
+    return static, net_cfg
 
 
-def _stream_key(root_key: jax.Array, stream: int, update: jax.Array) -> jax.Array:
-    return jax.random.fold_in(jax.random.fold_in(root_key, stream), update)
+def _default_family(obs_shape: tuple[int, ...]) -> str:
+    if len(obs_shape) == 1:
+        return "mlp"
+    return "mnist_cnn" if tuple(obs_shape) == (28, 28, 1) else "impala"
 
 
-def init_members(
-    static: ChunkStatic,
-    hparams: MemberHparams,
-    keys: jax.Array,
-    params: Params,
-    env_params: Any = None,
-) -> MemberState:
-    """Initial state of M members from their root keys (M, 2) and initialized params (leading M).
+def train(config: TrainConfig, num_seeds: int = 1, progress: bool = True) -> RunResult:
+    """Train seeds config.seed .. config.seed+num_seeds-1 of `config` together, vmapped.
 
-    Environments are reset from each member's env stream (update index 0), so a member's start
-    depends only on its own key. `hparams` must have the same leading member axis. `env_params`
-    (shared, unbatched) defaults to the env's `default_params`; pass the ones the chunk will get.
+    Validates everything before compiling. Runs config.num_updates updates in chunks of
+    updates_per_chunk (a shorter last chunk is compiled separately); the host reads each chunk's
+    metrics while the next one runs, and shows a tqdm bar on stderr when `progress`.
     """
-    num_members = keys.shape[0]
-    if hparams.lr.shape != (num_members,):
-        raise ValueError(
-            f"hparams: expected a leading member axis of {num_members} (keys), "
-            f"got lr of shape {hparams.lr.shape}"
-        )
-    optimizer = ppo.adam(static.adam_eps)
+    from tqdm.auto import tqdm
 
-    def one(key: jax.Array, p: Params, env_params: Any) -> MemberState:
-        reset_keys = jax.random.split(_stream_key(key, _STREAM_ENV, 0), static.num_envs)
-        obs, env_state = jax.vmap(static.env.reset, in_axes=(0, None))(reset_keys, env_params)
-        return MemberState(
-            params=p,
-            opt_state=optimizer.init(p),
-            env_state=env_state,
-            obs=obs,
-            key=key,
-            update_count=jnp.zeros((), jnp.int32),
-            episode_return=jnp.zeros((static.num_envs,), jnp.float32),
-            episode_length=jnp.zeros((static.num_envs,), jnp.int32),
-        )
+    import envs_jax
+    from scalelab import networks
 
-    if env_params is None:
-        env_params = static.env.default_params
-    return jax.vmap(one, in_axes=(0, 0, None))(keys, params, env_params)
+    config.validate()
+    _check_int("num_seeds", num_seeds, minimum=1)
+    env, env_params = envs_jax.make(config.env, **config.env_kwargs)
+    obs_shape = tuple(env.observation_space(env_params).shape)
+    static, net_cfg = build_static(config, env, obs_shape)
+    seeds = tuple(range(config.seed, config.seed + num_seeds))
+    keys = member_root_keys(list(seeds))
+    params = jax.vmap(
+        lambda k: networks.init_params(net_cfg, init_key(k), obs_shape, env.num_actions)
+    )(keys)
+    hparams = MemberHparams.from_config(config, num_seeds)
+    state = init_members(static, hparams, keys, params, env_params)
 
+    k = static.updates_per_chunk
+    sizes = [k] * (config.num_updates // k)
+    if config.num_updates % k:
+        sizes.append(config.num_updates % k)
+    t0 = time.perf_counter()
+    compiled = {
+        n: jax.jit(make_chunk_fn(static.with_updates_per_chunk(n)), donate_argnums=0)
+        .lower(state, hparams, env_params).compile()
+        for n in sorted(set(sizes))
+    }
+    compile_seconds = time.perf_counter() - t0
 
-class _Transition(NamedTuple):
-    obs: jax.Array
-    action: jax.Array
-    log_prob: jax.Array
-    value: jax.Array
-    reward: jax.Array
-    next_value: jax.Array
-    terminated: jax.Array
-    done: jax.Array
+    kind = envs_jax.score_kind(config.env)
+    score_name = "reward_per_step" if kind == "reward_per_step" else "episode_return"
+    windows: list[dict[str, np.ndarray]] = []
+    bar = tqdm(total=config.num_updates * config.batch_size, unit="step", unit_scale=True,
+               disable=not progress, desc=f"{config.env} x{num_seeds}")
 
+    def record(n: int, metrics: UpdateMetrics) -> None:
+        windows.append(_window_means(metrics, config.batch_size))
+        bar.update(n * config.batch_size)
+        finite = windows[-1][score_name][np.isfinite(windows[-1][score_name])]
+        bar.set_postfix(score=f"{finite.mean():.4g}" if finite.size else "n/a")
 
-class _EpisodeTotals(NamedTuple):
-    reward_sum: jax.Array
-    episodes: jax.Array
-    return_sum: jax.Array
-    length_sum: jax.Array
+    t0 = time.perf_counter()
+    pending = None
+    for n in sizes:
+        # Dispatch is asynchronous: the previous chunk's metrics are read while this one runs.
+        state, metrics = compiled[n](state, hparams, env_params)
+        if pending is not None:
+            record(*pending)
+        pending = (n, metrics)
+    record(*pending)
+    jax.block_until_ready(state)
+    train_seconds = time.perf_counter() - t0
+    bar.close()
 
-
-def _rollout(
-    static: ChunkStatic, state: MemberState, env_params: Any
-) -> tuple[MemberState, _Transition, _EpisodeTotals]:
-    """rollout_length steps of num_envs envs under the member's policy (time-major outputs)."""
-    env_step = jax.vmap(static.env.step, in_axes=(0, 0, 0, None))
-    env_key = _stream_key(state.key, _STREAM_ENV, state.update_count + 1)
-    policy_key = _stream_key(state.key, _STREAM_POLICY, state.update_count)
-    step_keys = jnp.stack(
-        [jax.random.split(env_key, static.rollout_length),
-         jax.random.split(policy_key, static.rollout_length)], axis=1
+    stacked = {name: np.stack([w[name] for w in windows], axis=1) for name in windows[0]}
+    return RunResult(
+        config=config,
+        seeds=seeds,
+        interactions=np.cumsum(sizes, dtype=np.int64) * config.batch_size,
+        score=stacked[score_name],
+        score_kind=kind,
+        params=networks.param_count(net_cfg, obs_shape, env.num_actions),
+        flops_per_interaction=networks.forward_flops(net_cfg, obs_shape, env.num_actions),
+        metrics=stacked,
+        final_params=state.params,
+        compile_seconds=compile_seconds,
+        train_seconds=train_seconds,
     )
-
-    def step(carry, keys):
-        env_state, obs, ep_ret, ep_len, totals = carry
-        logits, value = static.apply_fn(state.params, obs)
-        action = jax.random.categorical(keys[1], logits)
-        log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
-        next_obs, env_state, reward, terminated, truncated, info = env_step(
-            jax.random.split(keys[0], static.num_envs), env_state, action, env_params
-        )
-        # V(s') of the state reached, before auto-reset: the bootstrap for truncated episodes
-        # (and equal to V(next_obs) wherever the episode goes on). Only the value tower is live.
-        _, next_value = static.apply_fn(state.params, info["final_observation"])
-        reward = reward.astype(jnp.float32)
-        done = jnp.logical_or(terminated, truncated)
-        ep_ret = ep_ret + reward
-        ep_len = ep_len + 1
-        totals = _EpisodeTotals(
-            totals.reward_sum + reward.sum(),
-            totals.episodes + done.sum(dtype=jnp.int32),
-            totals.return_sum + jnp.where(done, ep_ret, 0.0).sum(),
-            totals.length_sum + jnp.where(done, ep_len, 0).sum(),
-        )
-        ep_ret = jnp.where(done, 0.0, ep_ret)
-        ep_len = jnp.where(done, 0, ep_len)
-        transition = _Transition(
-            obs, action, log_prob, value, reward, next_value, terminated, done
-        )
-        return (env_state, next_obs, ep_ret, ep_len, totals), transition
-
-    zero_totals = _EpisodeTotals(
-        jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32),
-        jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32),
-    )
-    carry = (state.env_state, state.obs, state.episode_return, state.episode_length, zero_totals)
-    (env_state, obs, ep_ret, ep_len, totals), traj = lax.scan(step, carry, step_keys)
-    state = state.replace(
-        env_state=env_state, obs=obs, episode_return=ep_ret, episode_length=ep_len
-    )
-    return state, traj, totals
-
-
-def _member_update(
-    static: ChunkStatic, state: MemberState, hp: MemberHparams, env_params: Any
-) -> tuple[MemberState, UpdateMetrics]:
-    """One PPO update of one member: rollout, GAE, epochs of minibatch steps."""
-    state, traj, totals = _rollout(static, state, env_params)
-    advantages, returns = gae(
-        traj.reward, traj.value, traj.next_value, traj.terminated, traj.done,
-        hp.gamma, hp.gae_lambda,
-    )
-    n = static.num_envs * static.rollout_length
-    batch = ppo.Batch(
-        obs=traj.obs.reshape(n, *traj.obs.shape[2:]),
-        actions=traj.action.reshape(n),
-        old_log_probs=traj.log_prob.reshape(n),
-        old_values=traj.value.reshape(n),
-        advantages=advantages.reshape(n),
-        returns=returns.reshape(n),
-    )
-    lr = hp.lr
-    if static.anneal_lr:
-        lr = lr * (1.0 - state.update_count.astype(jnp.float32) / static.total_updates)
-    params, opt_state, info = ppo.ppo_update(
-        state.params,
-        state.opt_state,
-        batch,
-        _stream_key(state.key, _STREAM_MINIBATCH, state.update_count),
-        static.apply_fn,
-        ppo.adam(static.adam_eps),
-        ppo.LossCoefs(hp.clip_eps, hp.vf_coef, hp.ent_coef),
-        lr,
-        hp.max_grad_norm,
-        static.update_epochs,
-        static.num_minibatches,
-    )
-    state = state.replace(params=params, opt_state=opt_state, update_count=state.update_count + 1)
-    metrics = UpdateMetrics(
-        reward_sum=totals.reward_sum,
-        episodes=totals.episodes,
-        episode_return_sum=totals.return_sum,
-        episode_length_sum=totals.length_sum,
-        policy_loss=info.loss.policy,
-        value_loss=info.loss.value,
-        entropy=info.loss.entropy,
-        approx_kl=info.loss.approx_kl,
-        clip_frac=info.loss.clip_frac,
-        grad_norm=info.grad_norm,
-        lr=jnp.asarray(lr, jnp.float32),
-    )
-    return state, metrics
-
-
-def make_chunk_fn(
-    static: ChunkStatic,
-) -> Callable[[MemberState, MemberHparams, Any], tuple[MemberState, UpdateMetrics]]:
-    """chunk(member_state, hparams, env_params) -> (member_state, metrics), K = updates_per_chunk.
-
-    member_state and hparams carry a leading member axis M; env_params is shared (not batched).
-    Every member advances K PPO updates inside one `lax.scan`; metrics fields are (M, K). If the
-    env has `refresh_levels(key, env_params)`, it is called once per update before the members'
-    rollouts (outside the member vmap, so the level pool stays one shared copy), keyed by
-    `level_seed` and the update index; the refreshed pool lives for the rest of the chunk.
-    The returned function is pure and not jitted: wrap it in `jax.jit` (donating the state).
-    """
-    update_all = jax.vmap(
-        lambda s, h, e: _member_update(static, s, h, e), in_axes=(0, 0, None)
-    )
-    refresh = getattr(static.env, "refresh_levels", None)
-    level_key = jax.random.PRNGKey(static.level_seed)
-
-    def chunk(
-        state: MemberState, hparams: MemberHparams, env_params: Any
-    ) -> tuple[MemberState, UpdateMetrics]:
-        def body(carry, _):
-            state, env_params = carry
-            if refresh is not None:
-                env_params = refresh(
-                    jax.random.fold_in(level_key, jnp.max(state.update_count)), env_params
-                )
-            state, metrics = update_all(state, hparams, env_params)
-            return (state, env_params), metrics
-
-        (state, _), metrics = lax.scan(
-            body, (state, env_params), None, length=static.updates_per_chunk
-        )
-        return state, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics)
-
-    return chunk

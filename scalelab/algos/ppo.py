@@ -103,7 +103,7 @@ def adam(adam_eps: float) -> optax.GradientTransformation:
 
 def clip_by_global_norm(grads: Params, max_norm: jax.Array | float) -> tuple[Params, jax.Array]:
     """Scale grads by min(1, max_norm / ‖g‖₂) (‖g‖ over all leaves); returns (grads, ‖g‖)."""
-    norm = optax.global_norm(grads)
+    norm = optax.tree.norm(grads)
     scale = jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
     return jax.tree.map(lambda g: g * scale, grads), norm
 
@@ -121,6 +121,16 @@ def gradient_step(
     direction, opt_state = optimizer.update(grads, opt_state, params)
     params = jax.tree.map(lambda p, d: p - lr * d, params, direction)
     return params, opt_state, norm
+
+
+def shuffle_minibatches(key: jax.Array, batch: Batch, num_minibatches: int) -> Batch:
+    """A random partition of the n samples into num_minibatches of n/num_minibatches each:
+    every field reshaped from (n, ...) to (num_minibatches, n/num_minibatches, ...)."""
+    n = batch.actions.shape[0]
+    perm = jax.random.permutation(key, n)
+    return jax.tree.map(
+        lambda x: jnp.take(x, perm, axis=0).reshape(num_minibatches, -1, *x.shape[1:]), batch
+    )
 
 
 class UpdateInfo(NamedTuple):
@@ -143,14 +153,12 @@ def ppo_update(
     update_epochs: int,
     num_minibatches: int,
 ) -> tuple[Params, optax.OptState, UpdateInfo]:
-    """`update_epochs` passes over `batch` (n samples), each in `num_minibatches` random minibatches.
+    """`update_epochs` passes over `batch` (n samples), each split into random minibatches.
 
     Every epoch draws a fresh permutation of the n samples from `key` (split per epoch);
     n must be divisible by num_minibatches. Returns the new params, optimizer state and the
     mean diagnostics.
     """
-    n = batch.actions.shape[0]
-    size = n // num_minibatches
     grad_fn = jax.value_and_grad(ppo_loss, has_aux=True)
 
     def minibatch_step(carry, mb: Batch):
@@ -162,12 +170,8 @@ def ppo_update(
         return (params, opt_state), UpdateInfo(info, norm)
 
     def epoch(carry, epoch_key):
-        perm = jax.random.permutation(epoch_key, n)
-        shuffled = jax.tree.map(
-            lambda x: jnp.take(x, perm, axis=0).reshape(num_minibatches, size, *x.shape[1:]),
-            batch,
-        )
-        return lax.scan(minibatch_step, carry, shuffled)
+        minibatches = shuffle_minibatches(epoch_key, batch, num_minibatches)
+        return lax.scan(minibatch_step, carry, minibatches)
 
     (params, opt_state), infos = lax.scan(
         epoch, (params, opt_state), jax.random.split(key, update_epochs)
