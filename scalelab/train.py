@@ -247,13 +247,13 @@ def train(config: TrainConfig, num_seeds: int = 1, progress: bool = True) -> Run
     updates_per_chunk (a shorter last chunk is compiled separately); the host reads each chunk's
     metrics while the next one runs, and shows a tqdm bar on stderr when `progress`.
     """
+    config.validate()
+    _check_int("num_seeds", num_seeds, minimum=1)
     from tqdm.auto import tqdm
 
     import envs_jax
     from scalelab import networks
 
-    config.validate()
-    _check_int("num_seeds", num_seeds, minimum=1)
     env, env_params = envs_jax.make(config.env, **config.env_kwargs)
     obs_shape = tuple(env.observation_space(env_params).shape)
     static, net_cfg = build_static(config, env, obs_shape)
