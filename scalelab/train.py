@@ -6,6 +6,8 @@ chunk function of `scalelab.members` chunk by chunk, recording learning curves o
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -46,6 +48,17 @@ class TrainConfig:
     "mnist_cnn" for 28x28x1 images, "impala" otherwise. `anneal_lr` decays the step size linearly
     from lr to lr/num_updates (off by default: a curve read at every E should not depend on the
     final budget). `level_seed` keys the shared level-pool refresh of envs that have one.
+
+    Algorithm (`scalelab.algos.decoupled`): `algo` "ppo" | "ppo_ewma" | "ppg" | "ppg_ewma" and
+    `objective` "clip" (clip_eps) | "kl" (fixed penalty kl_coef · KL(π_prox‖π)). The -EWMA
+    algorithms use a bias-corrected EWMA of the weights with decay `ewma_decay` as the proximal
+    policy (0.889: a centre of mass of 8 minibatch steps, the reference's choice for 8
+    minibatches); importance weights π/π_b are capped at `imp_samp_max` (all but plain clipped
+    PPO). PPG: `update_epochs` policy and `value_epochs` value epochs per iteration, and after
+    every `ppg_n_pi` iterations an auxiliary phase of `aux_epochs` epochs over the buffered
+    rollouts in `aux_num_minibatches` minibatches (None: ppg_n_pi * num_minibatches, i.e. the
+    policy phase's minibatch size) with cloning coefficient `beta_clone`. PPG's paper defaults:
+    update_epochs 1, value_epochs 1, ppg_n_pi 32, aux_epochs 6, beta_clone 1.
     """
 
     env: str
@@ -71,11 +84,28 @@ class TrainConfig:
     seed: int = 0
     updates_per_chunk: int = 16
     level_seed: int = 0
+    algo: str = "ppo"
+    objective: str = "clip"
+    kl_coef: float = 1.0
+    ewma_decay: float = 0.889
+    imp_samp_max: float = 100.0
+    value_epochs: int = 1
+    ppg_n_pi: int = 32
+    aux_epochs: int = 6
+    aux_num_minibatches: int | None = None
+    beta_clone: float = 1.0
 
     @property
     def batch_size(self) -> int:
         """Interactions per update per member: num_envs * rollout_length."""
         return self.num_envs * self.rollout_length
+
+    @property
+    def aux_minibatches(self) -> int:
+        """Minibatches per auxiliary epoch (aux_num_minibatches, or ppg_n_pi*num_minibatches)."""
+        if self.aux_num_minibatches is None:
+            return self.ppg_n_pi * self.num_minibatches
+        return self.aux_num_minibatches
 
     @property
     def num_updates(self) -> int:
@@ -107,6 +137,7 @@ class TrainConfig:
             _check_real(name, getattr(self, name), low=0.0, high=1.0)
         if not isinstance(self.anneal_lr, bool):
             raise ValueError(f"anneal_lr: expected a bool, got {self.anneal_lr!r}")
+        self._validate_algo()
         if self.batch_size % self.num_minibatches:
             raise ValueError(
                 f"num_minibatches: num_envs*rollout_length = {self.batch_size} is not divisible "
@@ -118,6 +149,31 @@ class TrainConfig:
                 f"(num_envs*rollout_length = {self.batch_size})"
             )
         return self
+
+    def _validate_algo(self) -> None:
+        from scalelab.algos.decoupled import ALGOS
+        from scalelab.algos.objectives import OBJECTIVES
+
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo: {self.algo!r} is not one of {ALGOS}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective: {self.objective!r} is not one of {OBJECTIVES}")
+        _check_real("kl_coef", self.kl_coef, low=0.0)
+        _check_real("beta_clone", self.beta_clone, low=0.0)
+        _check_real("imp_samp_max", self.imp_samp_max, low=1.0)
+        _check_real("ewma_decay", self.ewma_decay, low=0.0, high=1.0)
+        if self.ewma_decay == 1.0:
+            raise ValueError("ewma_decay: expected a number < 1 (1 would never move the average)")
+        for name in ("value_epochs", "ppg_n_pi", "aux_epochs"):
+            _check_int(name, getattr(self, name), minimum=1)
+        if self.aux_num_minibatches is not None:
+            _check_int("aux_num_minibatches", self.aux_num_minibatches, minimum=1)
+        buffered = self.ppg_n_pi * self.batch_size
+        if buffered % self.aux_minibatches:
+            raise ValueError(
+                f"aux_num_minibatches: the {buffered} buffered samples (ppg_n_pi*num_envs*"
+                f"rollout_length) do not split into {self.aux_minibatches} minibatches"
+            )
 
     @classmethod
     def preset(cls, env: str, **overrides: Any) -> TrainConfig:
@@ -202,8 +258,12 @@ def _window_means(chunk_metrics: UpdateMetrics, batch_size: int) -> dict[str, np
             ),
         }
     for name in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "grad_norm",
-                 "lr"):
+                 "lr", "prox_kl"):
         out[name] = m[name].mean(1)
+    phases = m["aux_phase"].sum(1)
+    for name in ("aux_kl", "aux_value_loss"):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[name] = np.where(phases > 0, (m[name] * m["aux_phase"]).sum(1) / phases, np.nan)
     return out
 
 
@@ -217,6 +277,9 @@ def build_static(config: TrainConfig, env: Any, obs_shape: tuple[int, ...]) -> t
     net_cfg = networks.NetworkConfig(
         family=family, width=config.width, depth=config.depth, activation=config.activation
     )
+    phasic = config.algo.startswith("ppg")
+    if phasic:
+        net_cfg = dataclasses.replace(net_cfg, aux_value_head=True)
     module = networks.build(net_cfg, env.num_actions)
     static = ChunkStatic(
         env=env,
@@ -230,6 +293,13 @@ def build_static(config: TrainConfig, env: Any, obs_shape: tuple[int, ...]) -> t
         anneal_lr=config.anneal_lr,
         adam_eps=config.adam_eps,
         level_seed=config.level_seed,
+        algo=config.algo,
+        objective=config.objective,
+        value_epochs=config.value_epochs,
+        ppg_n_pi=config.ppg_n_pi,
+        aux_epochs=config.aux_epochs,
+        aux_num_minibatches=config.aux_minibatches,
+        aux_apply_fn=functools.partial(module.apply, return_aux=True) if phasic else None,
     )
     return static, net_cfg
 
