@@ -289,3 +289,40 @@ def test_aux_buffer_store_and_predicted_bytes():
     # Procgen at PPG's defaults: 32 x 64 x 256 frames of 64x64x3 uint8 (+ float32 returns)
     assert ppg.aux_buffer_bytes(32, 64 * 256, (64, 64, 3), np.uint8) == 32 * 64 * 256 * (
         64 * 64 * 3 + 4)
+
+
+# ------------------------------------------------------------------ networks' auxiliary head
+
+
+@pytest.mark.parametrize("family,obs_shape", [("mlp", (6,)), ("mnist_cnn", (28, 28, 1))])
+def test_aux_value_head_counts_are_exact_and_it_pads(family, obs_shape):
+    from scalelab import networks
+
+    base = networks.NetworkConfig(family, width=0.25)
+    cfg = networks.NetworkConfig(family, width=0.25, aux_value_head=True)
+    params = networks.init_params(cfg, jax.random.PRNGKey(0), obs_shape, 5)
+    counted = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+    assert networks.param_count(cfg, obs_shape, 5) == counted
+    units = params["params"]["aux_value_head"]["kernel"].shape[0]
+    assert counted - networks.param_count(base, obs_shape, 5) == units + 1
+    assert (networks.forward_flops(cfg, obs_shape, 5)
+            - networks.forward_flops(base, obs_shape, 5)) == 2 * units
+    # the aux head reads the policy tower: its value is features_pi @ kernel + bias
+    module = networks.build(cfg, 5)
+    obs = jax.random.uniform(jax.random.PRNGKey(1), (3, *obs_shape))
+    logits, value, aux = module.apply(params, obs, return_aux=True)
+    assert aux.shape == value.shape == (3,)
+    np.testing.assert_array_equal(module.apply(params, obs)[0], logits)
+    assert ppg.param_labels(params)["params"]["aux_value_head"]["kernel"] == "policy"
+    # zero-padded into a wider group it computes the same three outputs
+    wide = networks.NetworkConfig(family, width=0.5, aux_value_head=True)
+    padded = networks.pad_params(params, cfg, wide, obs_shape, 5)
+    for a, b in zip(networks.build(wide, 5).apply(padded, obs, return_aux=True),
+                    (logits, value, aux), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="aux_value_head"):
+        networks.build(base, 5).apply(
+            networks.init_params(base, jax.random.PRNGKey(0), obs_shape, 5), obs,
+            return_aux=True)
+    with pytest.raises(ValueError, match="aux_value_head"):
+        networks.group_config([base, cfg])
