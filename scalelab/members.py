@@ -25,6 +25,7 @@ from scalelab.algos import decoupled, ppo
 from scalelab.algos import ppg as ppg_lib
 from scalelab.algos.ewma import EwmaState, ewma_init
 from scalelab.algos.gae import gae
+from scalelab.algos.noise_scale import NoiseEstimate, minibatch_noise_estimate
 from scalelab.algos.objectives import OBJECTIVES, PolicyCoefs
 
 Params = Any
@@ -32,7 +33,8 @@ Params = Any
 # Named key streams of a member: its root key is folded with one of these ids, then (for the
 # per-update streams) with the update index, so every random draw depends only on the member's
 # seed and the update it belongs to.
-_STREAM_INIT, _STREAM_ENV, _STREAM_POLICY, _STREAM_MINIBATCH, _STREAM_AUX = range(5)
+(_STREAM_INIT, _STREAM_ENV, _STREAM_POLICY, _STREAM_MINIBATCH, _STREAM_AUX, _STREAM_NOISE,
+ _STREAM_GROW) = range(7)
 
 
 class MemberHparams(struct.PyTreeNode):
@@ -107,6 +109,8 @@ class UpdateMetrics(NamedTuple):
     proximal policy is known only at the taken actions). aux_phase: 1 where a PPG auxiliary
     phase ran after this update, else 0; aux_kl (KL(π_pre‖π) after the phase, on its first
     minibatch of samples), aux_value_loss (mean ½(V_aux - R)²) are its diagnostics (0 elsewhere).
+    noise_g2 / noise_trace: this update's unbiased estimates of |G|² and tr(Σ) of the PPO loss
+    gradient (`scalelab.algos.noise_scale`; 0 unless ChunkStatic.noise_scale).
     """
 
     reward_sum: jax.Array
@@ -124,6 +128,8 @@ class UpdateMetrics(NamedTuple):
     aux_phase: jax.Array
     aux_kl: jax.Array
     aux_value_loss: jax.Array
+    noise_g2: jax.Array
+    noise_trace: jax.Array
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,9 @@ class ChunkStatic:
     update_epochs policy epochs and value_epochs value epochs per iteration, an auxiliary phase
     of aux_epochs epochs in aux_num_minibatches minibatches (over the N_π·n buffered samples)
     after every ppg_n_pi-th update, using aux_apply_fn(params, obs) -> (logits, value,
-    aux_value) (apply_fn must be its first two outputs).
+    aux_value) (apply_fn must be its first two outputs). noise_scale: also estimate the
+    gradient noise scale every update (num_minibatches gradients of the PPO loss at the
+    update's starting parameters: one extra pass over the batch).
     """
 
     env: Any
@@ -158,12 +166,15 @@ class ChunkStatic:
     aux_epochs: int = 6
     aux_num_minibatches: int = 32
     aux_apply_fn: ppg_lib.AuxApplyFn | None = None
+    noise_scale: bool = False
 
     def __post_init__(self) -> None:
         if self.algo not in decoupled.ALGOS:
             raise ValueError(f"algo: {self.algo!r} is not one of {decoupled.ALGOS}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective: {self.objective!r} is not one of {OBJECTIVES}")
+        if self.noise_scale and self.num_minibatches < 2:
+            raise ValueError("noise_scale: needs num_minibatches >= 2 (two batch sizes)")
         if decoupled.is_phasic(self.algo) and self.aux_apply_fn is None:
             raise ValueError(f"algo {self.algo!r} needs aux_apply_fn (an auxiliary value head)")
 
@@ -236,13 +247,55 @@ def init_members(
             update_count=jnp.zeros((), jnp.int32),
             episode_return=jnp.zeros((static.num_envs,), jnp.float32),
             episode_length=jnp.zeros((static.num_envs,), jnp.int32),
-            ewma=ewma_init(p) if decoupled.is_ewma(static.algo) else None,
+            # a copy: the chunk donates its state, and one buffer cannot be donated twice
+            ewma=ewma_init(jax.tree.map(jnp.copy, p)) if decoupled.is_ewma(static.algo) else None,
             aux_buffer=aux_buffer,
         )
 
     if env_params is None:
         env_params = static.env.default_params
     return jax.vmap(one, in_axes=(0, 0, None))(keys, params, env_params)
+
+
+def grow_members(
+    static: ChunkStatic, state: MemberState, num_envs: int, env_params: Any = None
+) -> tuple[ChunkStatic, MemberState]:
+    """Members with num_envs environments instead of static.num_envs (a batch-size change).
+
+    The running environments keep going; the new ones are reset from each member's key (its
+    grow stream at the current update), so the result still depends on the member alone. PPG's
+    buffer is re-allocated for the new batch, so call this only at a phase boundary (no update
+    buffered). Returns the new static structure and state; compile a new chunk for them.
+    """
+    extra = num_envs - static.num_envs
+    if extra < 0:
+        raise ValueError(f"num_envs: can only grow ({static.num_envs} -> {num_envs})")
+    if state.aux_buffer is not None and int(jnp.max(state.update_count)) % static.ppg_n_pi:
+        raise ValueError("grow_members: PPG's buffer holds rollouts; grow at a phase boundary")
+    if env_params is None:
+        env_params = static.env.default_params
+    new_static = dataclasses.replace(static, num_envs=num_envs)
+
+    def one(s: MemberState) -> MemberState:
+        keys = jax.random.split(_stream_key(s.key, _STREAM_GROW, s.update_count), extra)
+        obs, env_state = jax.vmap(static.env.reset, in_axes=(0, None))(keys, env_params)
+        cat = lambda a, b: jnp.concatenate([a, b.astype(a.dtype)])  # noqa: E731
+        aux_buffer = s.aux_buffer
+        if aux_buffer is not None:
+            aux_buffer = ppg_lib.aux_buffer_init(
+                static.ppg_n_pi, num_envs * static.rollout_length, obs.shape[1:], obs.dtype
+            )
+        return s.replace(
+            env_state=jax.tree.map(cat, s.env_state, env_state),
+            obs=cat(s.obs, obs),
+            episode_return=cat(s.episode_return, jnp.zeros((extra,))),
+            episode_length=cat(s.episode_length, jnp.zeros((extra,))),
+            aux_buffer=aux_buffer,
+        )
+
+    if extra == 0:
+        return new_static, state
+    return new_static, jax.vmap(one)(state)
 
 
 class _Transition(NamedTuple):
@@ -337,6 +390,17 @@ def _member_update(
     lr = _step_size(static, state, hp)
     minibatch_key = _stream_key(state.key, _STREAM_MINIBATCH, state.update_count)
     coefs = ppo.LossCoefs(hp.clip_eps, hp.vf_coef, hp.ent_coef)
+    zero = jnp.zeros((), jnp.float32)
+    noise = NoiseEstimate(zero, zero)
+    if static.noise_scale:
+        noise = minibatch_noise_estimate(
+            lambda p, mb: jax.grad(lambda q: ppo.ppo_loss(q, static.apply_fn, mb, coefs)[0])(p),
+            state.params,
+            ppo.shuffle_minibatches(
+                _stream_key(state.key, _STREAM_NOISE, state.update_count), batch,
+                static.num_minibatches,
+            ),
+        )
     if static.algo == "ppo" and static.objective == "clip":
         params, opt_state, info = ppo.ppo_update(
             state.params, state.opt_state, batch, minibatch_key, static.apply_fn,
@@ -366,7 +430,6 @@ def _member_update(
         params=params, opt_state=opt_state, update_count=state.update_count + 1, ewma=ewma,
         aux_buffer=aux_buffer,
     )
-    zero = jnp.zeros((), jnp.float32)
     metrics = UpdateMetrics(
         reward_sum=totals.reward_sum,
         episodes=totals.episodes,
@@ -383,6 +446,8 @@ def _member_update(
         aux_phase=zero,
         aux_kl=zero,
         aux_value_loss=zero,
+        noise_g2=noise.g2,
+        noise_trace=noise.trace,
     )
     return state, metrics
 

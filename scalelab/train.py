@@ -14,14 +14,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from scalelab.algos.batch_schedule import BatchSchedule
+from scalelab.algos.noise_scale import noise_scale_from_sums
 from scalelab.members import (
     ChunkStatic,
     MemberHparams,
     MemberState,
     Params,
     UpdateMetrics,
+    grow_members,
     init_key,
     init_members,
     make_chunk_fn,
@@ -59,6 +63,13 @@ class TrainConfig:
     rollouts in `aux_num_minibatches` minibatches (None: ppg_n_pi * num_minibatches, i.e. the
     policy phase's minibatch size) with cloning coefficient `beta_clone`. PPG's paper defaults:
     update_epochs 1, value_epochs 1, ppg_n_pi 32, aux_epochs 6, beta_clone 1.
+
+    Batch size (`scalelab.algos.batch_schedule`): `batch_schedule` "fixed" | "adaptive" (double
+    num_envs whenever the measured gradient noise scale exceeds the minibatch size) | "power"
+    (num_envs·rollout_length ≈ B_min·(E/batch_e0)^batch_power), growing num_envs by doublings
+    from num_envs (the floor B_min) up to `batch_max_envs` (None: 16·num_envs); `batch_e0` None
+    means 16 updates' worth of interactions at B_min. `noise_scale` measures the noise scale
+    every update (always on for "adaptive"); it shows as metrics["noise_scale"].
     """
 
     env: str
@@ -94,6 +105,11 @@ class TrainConfig:
     aux_epochs: int = 6
     aux_num_minibatches: int | None = None
     beta_clone: float = 1.0
+    batch_schedule: str = "fixed"
+    batch_max_envs: int | None = None
+    batch_power: float = 0.5
+    batch_e0: int | None = None
+    noise_scale: bool = False
 
     @property
     def batch_size(self) -> int:
@@ -106,6 +122,16 @@ class TrainConfig:
         if self.aux_num_minibatches is None:
             return self.ppg_n_pi * self.num_minibatches
         return self.aux_num_minibatches
+
+    def schedule(self) -> BatchSchedule:
+        """The batch-size schedule these fields describe (validated)."""
+        return BatchSchedule(
+            kind=self.batch_schedule,
+            min_envs=self.num_envs,
+            max_envs=16 * self.num_envs if self.batch_max_envs is None else self.batch_max_envs,
+            power=self.batch_power,
+            e0=16 * self.batch_size if self.batch_e0 is None else self.batch_e0,
+        )
 
     @property
     def num_updates(self) -> int:
@@ -168,6 +194,24 @@ class TrainConfig:
             _check_int(name, getattr(self, name), minimum=1)
         if self.aux_num_minibatches is not None:
             _check_int("aux_num_minibatches", self.aux_num_minibatches, minimum=1)
+        if not isinstance(self.noise_scale, bool):
+            raise ValueError(f"noise_scale: expected a bool, got {self.noise_scale!r}")
+        if self.batch_max_envs is not None:
+            _check_int("batch_max_envs", self.batch_max_envs, minimum=1)
+        if self.batch_e0 is not None:
+            _check_int("batch_e0", self.batch_e0, minimum=1)
+        _check_real("batch_power", self.batch_power, low=0.0)
+        schedule = self.schedule()
+        if schedule.kind != "fixed":
+            if self.anneal_lr:
+                raise ValueError("anneal_lr: cannot anneal over a batch-size schedule")
+            if self.algo.startswith("ppg") and self.updates_per_chunk % self.ppg_n_pi:
+                raise ValueError(
+                    f"updates_per_chunk: a batch schedule with PPG changes the batch between "
+                    f"phases, so it must be a multiple of ppg_n_pi = {self.ppg_n_pi}"
+                )
+        if (self.noise_scale or schedule.kind == "adaptive") and self.num_minibatches < 2:
+            raise ValueError("num_minibatches: the noise scale needs at least 2 minibatches")
         buffered = self.ppg_n_pi * self.batch_size
         if buffered % self.aux_minibatches:
             raise ValueError(
@@ -260,6 +304,9 @@ def _window_means(chunk_metrics: UpdateMetrics, batch_size: int) -> dict[str, np
     for name in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "grad_norm",
                  "lr", "prox_kl"):
         out[name] = m[name].mean(1)
+    out["noise_g2"], out["noise_trace"] = m["noise_g2"].mean(1), m["noise_trace"].mean(1)
+    out["noise_scale"] = noise_scale_from_sums(m["noise_g2"], m["noise_trace"], axis=1)
+    out["batch_size"] = np.full(m["noise_g2"].shape[0], float(batch_size))
     phases = m["aux_phase"].sum(1)
     for name in ("aux_kl", "aux_value_loss"):
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -300,6 +347,7 @@ def build_static(config: TrainConfig, env: Any, obs_shape: tuple[int, ...]) -> t
         aux_epochs=config.aux_epochs,
         aux_num_minibatches=config.aux_minibatches,
         aux_apply_fn=functools.partial(module.apply, return_aux=True) if phasic else None,
+        noise_scale=config.noise_scale or config.batch_schedule == "adaptive",
     )
     return static, net_cfg
 
@@ -329,54 +377,82 @@ def train(config: TrainConfig, num_seeds: int = 1, progress: bool = True) -> Run
     static, net_cfg = build_static(config, env, obs_shape)
     seeds = tuple(range(config.seed, config.seed + num_seeds))
     keys = member_root_keys(list(seeds))
-    params = jax.vmap(
-        lambda k: networks.init_params(net_cfg, init_key(k), obs_shape, env.num_actions)
-    )(keys)
+    # One member at a time, then stacked: a vmapped init of the CNN families hangs on this
+    # project's CPU machines (jax 0.10; the same init unbatched does not). Same keys, same values.
+    params = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[
+        networks.init_params(net_cfg, init_key(k), obs_shape, env.num_actions) for k in keys
+    ])
     hparams = MemberHparams.from_config(config, num_seeds)
     state = init_members(static, hparams, keys, params, env_params)
 
     k = static.updates_per_chunk
-    sizes = [k] * (config.num_updates // k)
-    if config.num_updates % k:
-        sizes.append(config.num_updates % k)
-    t0 = time.perf_counter()
-    compiled = {
-        n: jax.jit(make_chunk_fn(static.with_updates_per_chunk(n)), donate_argnums=0)
-        .lower(state, hparams, env_params).compile()
-        for n in sorted(set(sizes))
-    }
-    compile_seconds = time.perf_counter() - t0
+    programs: dict[tuple[int, int], Any] = {}
+    compile_seconds = 0.0
+
+    def program(static: ChunkStatic, state: MemberState, n: int) -> Any:
+        nonlocal compile_seconds
+        if (static.num_envs, n) not in programs:
+            t = time.perf_counter()
+            programs[static.num_envs, n] = (
+                jax.jit(make_chunk_fn(static.with_updates_per_chunk(n)), donate_argnums=0)
+                .lower(state, hparams, env_params).compile()
+            )
+            compile_seconds += time.perf_counter() - t
+        return programs[static.num_envs, n]
+
+    schedule = config.schedule()
+    if schedule.kind == "fixed":  # every shape is known: compile before the clock starts
+        for n in {k, config.num_updates % k} - {0}:
+            program(static, state, n)
 
     kind = envs_jax.score_kind(config.env)
     score_name = "reward_per_step" if kind == "reward_per_step" else "episode_return"
     windows: list[dict[str, np.ndarray]] = []
-    bar = tqdm(total=config.num_updates * config.batch_size, unit="step", unit_scale=True,
+    bar = tqdm(total=config.total_interactions, unit="step", unit_scale=True,
                disable=not progress, desc=f"{config.env} x{num_seeds}")
 
-    def record(n: int, metrics: UpdateMetrics) -> None:
-        windows.append(_window_means(metrics, config.batch_size))
-        bar.update(n * config.batch_size)
+    def record(n: int, batch: int, metrics: UpdateMetrics) -> None:
+        windows.append(_window_means(metrics, batch))
+        bar.update(n * batch)
         finite = windows[-1][score_name][np.isfinite(windows[-1][score_name])]
         bar.set_postfix(score=f"{finite.mean():.4g}" if finite.size else "n/a")
 
-    t0 = time.perf_counter()
+    t0, compile_before = time.perf_counter(), compile_seconds
     pending = None
-    for n in sizes:
-        # Dispatch is asynchronous: the previous chunk's metrics are read while this one runs.
-        state, metrics = compiled[n](state, hparams, env_params)
-        if pending is not None:
-            record(*pending)
-        pending = (n, metrics)
-    record(*pending)
+    done, ends = 0, []
+    while (n := min(k, (config.total_interactions - done) // (
+            batch := static.num_envs * config.rollout_length))) > 0:
+        state, metrics = program(static, state, n)(state, hparams, env_params)
+        done += n * batch
+        ends.append(done)
+        if schedule.kind == "fixed":
+            # Dispatch is asynchronous: the previous chunk's metrics are read while this runs.
+            if pending is not None:
+                record(*pending)
+            pending = (n, batch, metrics)
+            continue
+        record(n, batch, metrics)
+        w = windows[-1]
+        envs = schedule.next_envs(
+            static.num_envs, done, float(noise_scale_from_sums(w["noise_g2"], w["noise_trace"])),
+            batch // config.num_minibatches,
+        )
+        if envs != static.num_envs:
+            compile_seconds -= time.perf_counter()  # growing is set-up, not training
+            static, state = grow_members(static, state, envs, env_params)
+            compile_seconds += time.perf_counter()
+    if pending is not None:
+        record(*pending)
     jax.block_until_ready(state)
-    train_seconds = time.perf_counter() - t0
+    # shapes first met by a schedule compile inside the loop: that time is not training
+    train_seconds = time.perf_counter() - t0 - (compile_seconds - compile_before)
     bar.close()
 
     stacked = {name: np.stack([w[name] for w in windows], axis=1) for name in windows[0]}
     return RunResult(
         config=config,
         seeds=seeds,
-        interactions=np.cumsum(sizes, dtype=np.int64) * config.batch_size,
+        interactions=np.asarray(ends, np.int64),
         score=stacked[score_name],
         score_kind=kind,
         params=networks.param_count(net_cfg, obs_shape, env.num_actions),
