@@ -1,6 +1,8 @@
 """PPO-EWMA / PPG building blocks against independent NumPy computations: the parameter EWMA,
 the decoupled clip and KL objectives, PPG's split optimizers and auxiliary phase."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -201,6 +203,7 @@ def test_value_only_steps_leave_the_policy_unchanged():
     coefs = ppo.LossCoefs(0.2, 0.5, 0.01)
     pcoefs = PolicyCoefs(0.2, 1.0, 100.0)
 
+    @functools.partial(jax.jit, static_argnums=2)
     def step(params, state, part):
         grads = jax.grad(lambda p: decoupled.decoupled_loss(
             p, net.apply, batch, None, "clip", coefs, pcoefs, part)[0])(params)
@@ -294,7 +297,8 @@ def test_aux_buffer_store_and_predicted_bytes():
 # ------------------------------------------------------------------ networks' auxiliary head
 
 
-@pytest.mark.parametrize("family,obs_shape", [("mlp", (6,)), ("mnist_cnn", (28, 28, 1))])
+@pytest.mark.parametrize("family,obs_shape", [
+    ("mlp", (6,)), pytest.param("mnist_cnn", (28, 28, 1), marks=pytest.mark.slow)])
 def test_aux_value_head_counts_are_exact_and_it_pads(family, obs_shape):
     from scalelab import networks
 

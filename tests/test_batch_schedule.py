@@ -46,7 +46,7 @@ def test_fit_power_schedule_recovers_a_known_law():
 
 def test_grow_members_keeps_running_envs_and_adds_fresh_ones():
     env, env_params = envs_jax.make("CartPole-v1")
-    setup = make_static(env, "ppo_ewma", k=2)
+    setup = make_static(env, "ppo_ewma")
     state, _ = run(setup, env_params, [0, 1], [1e-3, 1e-3])
     static, grown = grow_members(setup[0], state, 8, env_params)
     assert static.num_envs == 8 and grown.obs.shape[:2] == (2, 8)
@@ -61,8 +61,8 @@ def test_grow_members_keeps_running_envs_and_adds_fresh_ones():
 @functools.cache
 def scheduled_run():
     cfg = TrainConfig(env="CartPole-v1", network="mlp", width=0.25, num_envs=2, rollout_length=8,
-                      total_interactions=2 * 8 * 12, update_epochs=1, num_minibatches=2,
-                      updates_per_chunk=2, algo="ppo_ewma", batch_schedule="power",
+                      total_interactions=256, update_epochs=1, num_minibatches=2,
+                      updates_per_chunk=2, batch_schedule="power",
                       batch_power=1.0, batch_e0=32, batch_max_envs=8)
     return train(cfg, progress=False)
 
@@ -71,9 +71,9 @@ def test_train_follows_the_power_schedule_between_chunks():
     r = scheduled_run()
     b = r.metrics["batch_size"][0]
     # chunks of 2 updates; after each, B = 16·E/32 rounded down to a doubling, capped at 64:
-    # E = 32 -> 16, E = 64 -> 32, E = 128 -> 64 (8 envs); the 64 steps left make one update
+    # E = 32 -> 16, E = 64 -> 32, E = 128 -> 64 (8 envs), E = 256: the budget
     np.testing.assert_array_equal(b, [16, 16, 32, 64])
-    np.testing.assert_array_equal(r.interactions, [32, 64, 128, 192])
+    np.testing.assert_array_equal(r.interactions, [32, 64, 128, 256])
 
 
 @pytest.mark.parametrize("field,value,match", [
