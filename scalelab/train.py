@@ -163,7 +163,6 @@ class TrainConfig:
             _check_real(name, getattr(self, name), low=0.0, high=1.0)
         if not isinstance(self.anneal_lr, bool):
             raise ValueError(f"anneal_lr: expected a bool, got {self.anneal_lr!r}")
-        self._validate_algo()
         if self.batch_size % self.num_minibatches:
             raise ValueError(
                 f"num_minibatches: num_envs*rollout_length = {self.batch_size} is not divisible "
@@ -174,6 +173,7 @@ class TrainConfig:
                 f"total_interactions: {self.total_interactions} is less than one update "
                 f"(num_envs*rollout_length = {self.batch_size})"
             )
+        self._validate_algo()
         return self
 
     def _validate_algo(self) -> None:
@@ -213,7 +213,7 @@ class TrainConfig:
         if (self.noise_scale or schedule.kind == "adaptive") and self.num_minibatches < 2:
             raise ValueError("num_minibatches: the noise scale needs at least 2 minibatches")
         buffered = self.ppg_n_pi * self.batch_size
-        if buffered % self.aux_minibatches:
+        if self.algo.startswith("ppg") and buffered % self.aux_minibatches:
             raise ValueError(
                 f"aux_num_minibatches: the {buffered} buffered samples (ppg_n_pi*num_envs*"
                 f"rollout_length) do not split into {self.aux_minibatches} minibatches"
