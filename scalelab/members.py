@@ -193,20 +193,25 @@ def _rollout(
 ) -> tuple[MemberState, _Transition, _EpisodeTotals]:
     """rollout_length steps of num_envs envs under the member's policy (time-major outputs)."""
     env_step = jax.vmap(static.env.step, in_axes=(0, 0, 0, None))
-    env_key = _stream_key(state.key, _STREAM_ENV, state.update_count + 1)
-    policy_key = _stream_key(state.key, _STREAM_POLICY, state.update_count)
-    step_keys = jnp.stack(
-        [jax.random.split(env_key, static.rollout_length),
-         jax.random.split(policy_key, static.rollout_length)], axis=1
+    shape = (static.rollout_length, static.num_envs)
+    # All of the rollout's randomness is drawn up front in two vectorized calls (cheaper than
+    # per-step draws inside the loop). Actions use the Gumbel-max trick: argmax(logits + G) is
+    # a sample of softmax(logits).
+    env_keys = jax.random.split(
+        _stream_key(state.key, _STREAM_ENV, state.update_count + 1), shape
+    )
+    gumbels = jax.random.gumbel(
+        _stream_key(state.key, _STREAM_POLICY, state.update_count), (*shape, static.env.num_actions)
     )
 
-    def step(carry, keys):
+    def step(carry, xs):
         env_state, obs, ep_ret, ep_len, totals = carry
+        keys, gumbel = xs
         logits, value = static.apply_fn(state.params, obs)
-        action = jax.random.categorical(keys[1], logits)
+        action = jnp.argmax(logits + gumbel, axis=-1)
         log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
         next_obs, env_state, reward, terminated, truncated, info = env_step(
-            jax.random.split(keys[0], static.num_envs), env_state, action, env_params
+            keys, env_state, action, env_params
         )
         # V(s') of the state reached, before auto-reset: the bootstrap for truncated episodes
         # (and equal to V(next_obs) wherever the episode goes on). Only the value tower is live.
@@ -233,7 +238,9 @@ def _rollout(
         jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32),
     )
     carry = (state.env_state, state.obs, state.episode_return, state.episode_length, zero_totals)
-    (env_state, obs, ep_ret, ep_len, totals), traj = lax.scan(step, carry, step_keys)
+    (env_state, obs, ep_ret, ep_len, totals), traj = lax.scan(
+        step, carry, (env_keys, gumbels)
+    )
     state = state.replace(
         env_state=env_state, obs=obs, episode_return=ep_ret, episode_length=ep_len
     )
