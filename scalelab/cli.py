@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from scalelab import train_cli
+
 
 def _cmd_envs(args: argparse.Namespace) -> int:
     import envs_jax
@@ -19,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("envs", help="list the registered environments")
     p.set_defaults(func=_cmd_envs)
+    train_cli.register(sub)
     return parser
 
 

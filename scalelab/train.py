@@ -29,7 +29,7 @@ from scalelab.members import (
 __all__ = [
     "PRESETS", "ChunkStatic", "MemberHparams", "MemberState", "RunResult", "TrainConfig",
     "UpdateMetrics", "build_static", "init_key", "init_members", "make_chunk_fn",
-    "member_root_keys", "train",
+    "member_root_keys", "prepare", "train", "PreparedRun", "execute",
 ]
 
 _NETWORK_FAMILIES = ("mnist_cnn", "mlp", "impala")
@@ -240,6 +240,71 @@ def _default_family(obs_shape: tuple[int, ...]) -> str:
     return "mnist_cnn" if tuple(obs_shape) == (28, 28, 1) else "impala"
 
 
+@dataclass(frozen=True)
+class PreparedRun:
+    """A validated config turned into its environment, network and member structure.
+
+    seeds: the members' seeds; static: the chunk structure; hparams: (M,) per field;
+    chunk_sizes: updates per device call (full chunks, then a shorter remainder if any).
+    """
+
+    config: TrainConfig
+    seeds: tuple[int, ...]
+    env: Any
+    env_params: Any
+    obs_shape: tuple[int, ...]
+    net_cfg: Any
+    static: ChunkStatic
+    hparams: MemberHparams
+    chunk_sizes: tuple[int, ...]
+
+    def initial_state(self) -> MemberState:
+        """Freshly initialized members (params from each seed's init stream, envs reset)."""
+        from scalelab import networks
+
+        keys = member_root_keys(list(self.seeds))
+        params = jax.vmap(
+            lambda k: networks.init_params(
+                self.net_cfg, init_key(k), self.obs_shape, self.env.num_actions
+            )
+        )(keys)
+        return init_members(self.static, self.hparams, keys, params, self.env_params)
+
+    def compile(self, state: MemberState) -> dict[int, Any]:
+        """AOT-compiled chunk functions (state donated), one per distinct chunk size."""
+        return {
+            n: jax.jit(make_chunk_fn(self.static.with_updates_per_chunk(n)), donate_argnums=0)
+            .lower(state, self.hparams, self.env_params).compile()
+            for n in sorted(set(self.chunk_sizes))
+        }
+
+
+def prepare(config: TrainConfig, num_seeds: int = 1) -> PreparedRun:
+    """Validate `config` (and num_seeds >= 1), then build env, network and chunk structure."""
+    config.validate()
+    _check_int("num_seeds", num_seeds, minimum=1)
+    import envs_jax
+
+    env, env_params = envs_jax.make(config.env, **config.env_kwargs)
+    obs_shape = tuple(env.observation_space(env_params).shape)
+    static, net_cfg = build_static(config, env, obs_shape)
+    k = static.updates_per_chunk
+    sizes = [k] * (config.num_updates // k)
+    if config.num_updates % k:
+        sizes.append(config.num_updates % k)
+    return PreparedRun(
+        config=config,
+        seeds=tuple(range(config.seed, config.seed + num_seeds)),
+        env=env,
+        env_params=env_params,
+        obs_shape=obs_shape,
+        net_cfg=net_cfg,
+        static=static,
+        hparams=MemberHparams.from_config(config, num_seeds),
+        chunk_sizes=tuple(sizes),
+    )
+
+
 def train(config: TrainConfig, num_seeds: int = 1, progress: bool = True) -> RunResult:
     """Train seeds config.seed .. config.seed+num_seeds-1 of `config` together, vmapped.
 
@@ -247,41 +312,32 @@ def train(config: TrainConfig, num_seeds: int = 1, progress: bool = True) -> Run
     updates_per_chunk (a shorter last chunk is compiled separately); the host reads each chunk's
     metrics while the next one runs, and shows a tqdm bar on stderr when `progress`.
     """
-    config.validate()
-    _check_int("num_seeds", num_seeds, minimum=1)
+    run = prepare(config, num_seeds)
+    state = run.initial_state()
+    t0 = time.perf_counter()
+    compiled = run.compile(state)
+    return execute(run, compiled, state, time.perf_counter() - t0, progress)
+
+
+def execute(
+    run: PreparedRun,
+    compiled: dict[int, Any],
+    state: MemberState,
+    compile_seconds: float = math.nan,
+    progress: bool = True,
+) -> RunResult:
+    """Run every chunk of `run` from `state` (donated) with `compiled` (from run.compile)."""
     from tqdm.auto import tqdm
 
     import envs_jax
     from scalelab import networks
 
-    env, env_params = envs_jax.make(config.env, **config.env_kwargs)
-    obs_shape = tuple(env.observation_space(env_params).shape)
-    static, net_cfg = build_static(config, env, obs_shape)
-    seeds = tuple(range(config.seed, config.seed + num_seeds))
-    keys = member_root_keys(list(seeds))
-    params = jax.vmap(
-        lambda k: networks.init_params(net_cfg, init_key(k), obs_shape, env.num_actions)
-    )(keys)
-    hparams = MemberHparams.from_config(config, num_seeds)
-    state = init_members(static, hparams, keys, params, env_params)
-
-    k = static.updates_per_chunk
-    sizes = [k] * (config.num_updates // k)
-    if config.num_updates % k:
-        sizes.append(config.num_updates % k)
-    t0 = time.perf_counter()
-    compiled = {
-        n: jax.jit(make_chunk_fn(static.with_updates_per_chunk(n)), donate_argnums=0)
-        .lower(state, hparams, env_params).compile()
-        for n in sorted(set(sizes))
-    }
-    compile_seconds = time.perf_counter() - t0
-
+    config = run.config
     kind = envs_jax.score_kind(config.env)
     score_name = "reward_per_step" if kind == "reward_per_step" else "episode_return"
     windows: list[dict[str, np.ndarray]] = []
     bar = tqdm(total=config.num_updates * config.batch_size, unit="step", unit_scale=True,
-               disable=not progress, desc=f"{config.env} x{num_seeds}")
+               disable=not progress, desc=f"{config.env} x{len(run.seeds)}")
 
     def record(n: int, metrics: UpdateMetrics) -> None:
         windows.append(_window_means(metrics, config.batch_size))
@@ -291,9 +347,9 @@ def train(config: TrainConfig, num_seeds: int = 1, progress: bool = True) -> Run
 
     t0 = time.perf_counter()
     pending = None
-    for n in sizes:
+    for n in run.chunk_sizes:
         # Dispatch is asynchronous: the previous chunk's metrics are read while this one runs.
-        state, metrics = compiled[n](state, hparams, env_params)
+        state, metrics = compiled[n](state, run.hparams, run.env_params)
         if pending is not None:
             record(*pending)
         pending = (n, metrics)
@@ -303,14 +359,15 @@ def train(config: TrainConfig, num_seeds: int = 1, progress: bool = True) -> Run
     bar.close()
 
     stacked = {name: np.stack([w[name] for w in windows], axis=1) for name in windows[0]}
+    num_actions = run.env.num_actions
     return RunResult(
         config=config,
-        seeds=seeds,
-        interactions=np.cumsum(sizes, dtype=np.int64) * config.batch_size,
+        seeds=run.seeds,
+        interactions=np.cumsum(run.chunk_sizes, dtype=np.int64) * config.batch_size,
         score=stacked[score_name],
         score_kind=kind,
-        params=networks.param_count(net_cfg, obs_shape, env.num_actions),
-        flops_per_interaction=networks.forward_flops(net_cfg, obs_shape, env.num_actions),
+        params=networks.param_count(run.net_cfg, run.obs_shape, num_actions),
+        flops_per_interaction=networks.forward_flops(run.net_cfg, run.obs_shape, num_actions),
         metrics=stacked,
         final_params=state.params,
         compile_seconds=compile_seconds,
