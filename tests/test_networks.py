@@ -81,7 +81,7 @@ COUNT_CASES = (
     ]
     + [
         (NetworkConfig("mnist_cnn", 0.2), (12, 13, 2), 3),
-    (NetworkConfig("mlp", 0.7), (5, 3), 4),
+        (NetworkConfig("mlp", 0.7), (5, 3), 4),
         (NetworkConfig("impala", 1.0), PROCGEN, 15),
         (NetworkConfig("impala", 1 / 64, 1), PROCGEN, 15),
         (NetworkConfig("impala", 0.3, 3), (13, 11, 2), 5),
