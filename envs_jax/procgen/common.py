@@ -198,6 +198,17 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
     def _generate_many(self, ids: jax.Array, params: ProcgenParams) -> L:
         return jax.vmap(lambda i: self.level(i, params))(ids)
 
+    def generate_levels(self, ids: jax.Array, params: ProcgenParams) -> L:
+        """Levels for ids int (n,), stacked on a leading axis; compiled once per static config.
+
+        Outside of traced code only (the static fields of `params` key the compile cache).
+        """
+        static = params.replace(pool_levels=None, pool_ids=None, pool_cursor=None)
+        cache = self.__dict__.setdefault("_generate_cache", {})
+        if static not in cache:
+            cache[static] = jax.jit(partial(self._generate_many, params=static))
+        return cache[static](jnp.asarray(ids, jnp.int32))
+
     def make_params(self, **overrides: Any) -> ProcgenParams:
         """Default params with `overrides` applied, validated, with the level pool filled."""
         fields = self.params_cls.__dataclass_fields__
@@ -214,7 +225,7 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
             key = jax.random.fold_in(jax.random.PRNGKey(self.game_seed + 1), params.pool_seed)
             ids = draw_level_ids(key, params.pool_size, params)
         ids = ids.astype(jnp.int32)
-        levels = jax.jit(self._generate_many, static_argnums=1)(ids, params)
+        levels = self.generate_levels(ids, params)
         return params.replace(pool_levels=levels, pool_ids=ids, pool_cursor=jnp.int32(0))
 
     @property
