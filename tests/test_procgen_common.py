@@ -114,5 +114,5 @@ def test_rollout_frames_and_files(game, tmp_path):
         # Pillow merges repeated consecutive frames, so count at least the distinct ones
         assert 2 <= gif.n_frames <= 7 and gif.size == (256, 256)
     strip = np.asarray(Image.open(tmp_path / "a.png"))
-    assert strip.shape == (256, 7 * (256 + 2), 3)
+    assert strip.shape == (256 + 2, 7 * (256 + 2), 3)
     np.testing.assert_array_equal(strip[:256:4, :256:4], frames[0])
