@@ -116,3 +116,16 @@ def test_rollout_frames_and_files(game, tmp_path):
     strip = np.asarray(Image.open(tmp_path / "a.png"))
     assert strip.shape == (256 + 2, 7 * (256 + 2), 3)
     np.testing.assert_array_equal(strip[:256:4, :256:4], frames[0])
+
+
+def test_cli_envs_show_writes_frames(tmp_path, capsys):
+    from PIL import Image
+
+    from scalelab.cli import main
+
+    out = tmp_path / "coinrun.png"
+    argv = ["envs", "show", "CoinRun-v0", "--seed", "3", "--steps", "3", "--out", str(out)]
+    assert main(argv) == 0
+    assert "CoinRun-v0" in capsys.readouterr().out
+    assert np.asarray(Image.open(out)).shape == (258, 4 * 258, 3)
+    assert main(["envs"]) == 0
