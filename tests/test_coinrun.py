@@ -7,7 +7,7 @@ import pytest
 
 import envs_jax
 from envs_jax.procgen import coinrun as C
-from envs_jax.procgen.common import COMBOS, action_xy
+from envs_jax.procgen.common import COMBOS, action_xy, special_key
 
 RIGHT, RIGHT_UP, LEFT, NOOP, DOWN = 7, 8, 1, 4, 3
 
@@ -113,6 +113,8 @@ def test_actions_follow_procgen_combos():
         want_x = ("RIGHT" in keys) - ("LEFT" in keys)
         want_y = ("UP" in keys) - ("DOWN" in keys)
         assert (int(x), int(y)) == (want_x, want_y), (a, keys)
+        want_key = "DAWSQE".index(keys[0]) + 1 if a >= 9 else 0
+        assert int(special_key(jnp.int32(a))) == want_key
 
 
 def test_run_speed_and_jump_height_match_closed_forms(game):
