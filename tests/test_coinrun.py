@@ -53,8 +53,9 @@ def with_tiles(state, *tiles):
     return state.replace(grid=jnp.asarray(grid))
 
 
-def batch1(tree):
-    return jax.tree.map(lambda a: jnp.asarray(a)[None], tree)
+def batch1(tree, n=4):
+    """`tree` repeated on a new leading axis of n (the batch the module's vstep compiles for)."""
+    return jax.tree.map(lambda a: jnp.repeat(jnp.asarray(a)[None], n, axis=0), tree)
 
 
 def run(vstep, params, state, actions):
@@ -63,8 +64,8 @@ def run(vstep, params, state, actions):
     state = batch1(state)
     out = []
     for i, a in enumerate(actions):
-        key = jax.random.PRNGKey(i)[None]
-        obs, state, r, te, tr, info = vstep(key, state, jnp.array([a]), params)
+        keys = jax.random.split(jax.random.PRNGKey(i), 4)
+        obs, state, r, te, tr, info = vstep(keys, state, jnp.full(4, a, jnp.int32), params)
         out.append((float(r[0]), bool(te[0]), bool(tr[0])))
         if te[0] or tr[0]:
             break
@@ -195,8 +196,8 @@ def test_time_limit_truncates_with_final_observation(game, vstep):
     assert int(after.time) == 0
     # final_observation is the pre-reset frame: the same as rendering the stepped state
     pre = flat_state(env, params, time=jnp.int32(999))
-    key = jax.random.PRNGKey(0)[None]
-    _, _, _, _, tr, info = vstep(key, batch1(pre), jnp.array([NOOP]), params)
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    _, _, _, _, tr, info = vstep(keys, batch1(pre), jnp.full(4, NOOP, jnp.int32), params)
     stepped, _, _ = step(pre, NOOP)
     assert bool(tr[0])
     np.testing.assert_array_equal(info["final_observation"][0], render(stepped))

@@ -67,6 +67,7 @@ OBS_SIZE = 64
 SPRITE_RES = 8  # sprites are SPRITE_RES x SPRITE_RES texels, stretched over their box
 LEVEL_ID_MAX = 2**31 - 1  # num_levels = 0 draws ids uniformly from [0, LEVEL_ID_MAX)
 DISTRIBUTION_MODES = ("easy", "hard")
+GENERATE_CHUNK = 32  # levels per compiled generator call outside traced code
 
 
 def action_xy(action: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -196,18 +197,23 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
         return self.generate_level(self.level_key(level_id), level_id, params)
 
     def _generate_many(self, ids: jax.Array, params: ProcgenParams) -> L:
-        return jax.vmap(lambda i: self.level(i, params))(ids)
+        static = ProcgenParams(distribution_mode=params.distribution_mode)
+        return jax.vmap(lambda i: self.level(i, static))(ids)
 
     def generate_levels(self, ids: jax.Array, params: ProcgenParams) -> L:
-        """Levels for ids int (n,), stacked on a leading axis; compiled once per static config.
+        """Levels for ids int (n,), stacked on a leading axis (host-side helper, not traced).
 
-        Outside of traced code only (the static fields of `params` key the compile cache).
+        Generation may depend only on `distribution_mode` (never on the split or pool fields),
+        so one compiled generator of GENERATE_CHUNK levels serves every split and pool size.
         """
-        static = params.replace(pool_levels=None, pool_ids=None, pool_cursor=None)
+        static = ProcgenParams(distribution_mode=params.distribution_mode)
         cache = self.__dict__.setdefault("_generate_cache", {})
         if static not in cache:
             cache[static] = jax.jit(partial(self._generate_many, params=static))
-        return cache[static](jnp.asarray(ids, jnp.int32))
+        ids = np.asarray(ids, np.int32).reshape(-1)
+        padded = np.resize(ids, -(-len(ids) // GENERATE_CHUNK) * GENERATE_CHUNK)
+        chunks = [cache[static](c) for c in padded.reshape(-1, GENERATE_CHUNK)]
+        return jax.tree.map(lambda *c: jnp.concatenate(c)[: len(ids)], *chunks)
 
     def make_params(self, **overrides: Any) -> ProcgenParams:
         """Default params with `overrides` applied, validated, with the level pool filled."""
