@@ -7,7 +7,8 @@ A game subclasses `ProcgenGame` and provides:
 * `game_seed` (class attribute, int): level i is generated from
   `jax.random.fold_in(jax.random.PRNGKey(game_seed), i)`, so it is the same level on every run.
 * `generate_level(key, level_id, params) -> Level`: a pure, jittable function of the level key
-  (a pytree of fixed-shape arrays; it must carry everything the start state needs).
+  (a pytree of fixed-shape arrays; it must carry everything the start state needs). It may
+  read only `params.distribution_mode`: generators are compiled once per mode.
 * `start_state(level, level_id, params) -> State`: the first state of an episode on `level`.
   `State` is a `flax.struct.dataclass` with at least `time: jnp.int32` and `level_id: jnp.int32`.
 * `game_step(key, state, action, params) -> (state, reward float32, terminated bool)`: one step
