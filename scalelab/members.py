@@ -298,39 +298,58 @@ def _member_update(
     return state, metrics
 
 
-def make_chunk_fn(
-    static: ChunkStatic,
-) -> Callable[[MemberState, MemberHparams, Any], tuple[MemberState, UpdateMetrics]]:
+def make_chunk_fn(static: ChunkStatic, carry_env_params: bool = False) -> Callable[..., tuple]:
     """chunk(member_state, hparams, env_params) -> (member_state, metrics), K = updates_per_chunk.
 
     member_state and hparams carry a leading member axis M; env_params is shared (not batched).
-    Every member advances K PPO updates inside one `lax.scan`; metrics fields are (M, K). If the
-    env has `refresh_levels(key, env_params)`, it is called once per update before the members'
-    rollouts (outside the member vmap, so the level pool stays one shared copy), keyed by
-    `level_seed` and the update index; the refreshed pool lives for the rest of the chunk.
+    Every member advances K PPO updates inside one `lax.scan`; metrics fields are (M, K).
+
+    Level pools: if the env has `refresh_levels(key, env_params)`, it is called once per update
+    before the members' rollouts (outside the member vmap, so the pool stays one shared copy),
+    keyed by `level_seed` and the update index. The pool is state that must persist across
+    chunks, so such envs need `carry_env_params=True`, which makes the chunk return
+    (member_state, env_params, metrics); pass the returned env_params to the next call (and
+    checkpoint them). Without a refresh hook, the returned env_params are the input ones.
     The returned function is pure and not jitted: wrap it in `jax.jit` (donating the state).
     """
+    refresh = getattr(static.env, "refresh_levels", None)
+    if refresh is not None and not carry_env_params:
+        raise ValueError(
+            f"carry_env_params: {type(static.env).__name__} refreshes a level pool, which must "
+            "persist across chunks; use make_chunk_fn(static, carry_env_params=True)"
+        )
     update_all = jax.vmap(
         lambda s, h, e: _member_update(static, s, h, e), in_axes=(0, 0, None)
     )
-    refresh = getattr(static.env, "refresh_levels", None)
     level_key = jax.random.PRNGKey(static.level_seed)
+
+    def run(state: MemberState, hparams: MemberHparams, env_params: Any) -> tuple:
+        if refresh is None:
+            def body(state, _):
+                return update_all(state, hparams, env_params)
+
+            state, metrics = lax.scan(body, state, None, length=static.updates_per_chunk)
+        else:
+            def body(carry, _):
+                state, env_params = carry
+                env_params = refresh(
+                    jax.random.fold_in(level_key, jnp.max(state.update_count)), env_params
+                )
+                state, metrics = update_all(state, hparams, env_params)
+                return (state, env_params), metrics
+
+            (state, env_params), metrics = lax.scan(
+                body, (state, env_params), None, length=static.updates_per_chunk
+            )
+        return state, env_params, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics)
+
+    if carry_env_params:
+        return run
 
     def chunk(
         state: MemberState, hparams: MemberHparams, env_params: Any
     ) -> tuple[MemberState, UpdateMetrics]:
-        def body(carry, _):
-            state, env_params = carry
-            if refresh is not None:
-                env_params = refresh(
-                    jax.random.fold_in(level_key, jnp.max(state.update_count)), env_params
-                )
-            state, metrics = update_all(state, hparams, env_params)
-            return (state, env_params), metrics
-
-        (state, _), metrics = lax.scan(
-            body, (state, env_params), None, length=static.updates_per_chunk
-        )
-        return state, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics)
+        state, _, metrics = run(state, hparams, env_params)
+        return state, metrics
 
     return chunk

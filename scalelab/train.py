@@ -271,10 +271,13 @@ class PreparedRun:
         return init_members(self.static, self.hparams, keys, params, self.env_params)
 
     def compile(self, state: MemberState) -> dict[int, Any]:
-        """AOT-compiled chunk functions (state donated), one per distinct chunk size."""
+        """AOT-compiled chunk functions, one per distinct chunk size:
+        (state, hparams, env_params) -> (state, env_params, metrics), the state donated."""
         return {
-            n: jax.jit(make_chunk_fn(self.static.with_updates_per_chunk(n)), donate_argnums=0)
-            .lower(state, self.hparams, self.env_params).compile()
+            n: jax.jit(
+                make_chunk_fn(self.static.with_updates_per_chunk(n), carry_env_params=True),
+                donate_argnums=0,
+            ).lower(state, self.hparams, self.env_params).compile()
             for n in sorted(set(self.chunk_sizes))
         }
 
@@ -347,9 +350,10 @@ def execute(
 
     t0 = time.perf_counter()
     pending = None
+    env_params = run.env_params
     for n in run.chunk_sizes:
         # Dispatch is asynchronous: the previous chunk's metrics are read while this one runs.
-        state, metrics = compiled[n](state, run.hparams, run.env_params)
+        state, env_params, metrics = compiled[n](state, run.hparams, env_params)
         if pending is not None:
             record(*pending)
         pending = (n, metrics)
