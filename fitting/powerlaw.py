@@ -239,7 +239,7 @@ def fit_power_law(curves: Sequence[LearningCurve], *, compute: Compute = "params
                   seed: int = 0, smooth: float = 0.1, bin_width: float = 0.05,
                   knots: int = 20, starts: int = 64, resample_unit: Unit = "auto",
                   residual: Residual = "score", maxiter: int = 40,
-                  lm_steps: int = 60) -> PowerLawFit:
+                  lm_steps: int = 100) -> PowerLawFit:
     """Jointly fit alpha_N, alpha_E, N_c/E_c (N_c·E_c pinned by I = C) and a monotone f.
 
     curves: learning curves of at least 3 model sizes (seeds of a size are averaged).
