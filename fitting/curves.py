@@ -264,8 +264,9 @@ def prepare(curves: Sequence[LearningCurve], compute: Compute = "params",
 
 
 def _score_span(scores: list) -> float:
-    span = max(float(r.max()) for r in scores) - min(float(r.min()) for r in scores)
-    if span <= 0:
+    top = max(float(r.max()) for r in scores)
+    span = top - min(float(r.min()) for r in scores)
+    if span <= 1e-9 * max(1.0, abs(top)):
         raise ValueError("every kept score is identical; there is nothing to fit")
     return span
 
