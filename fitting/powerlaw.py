@@ -59,7 +59,8 @@ class PowerLawFit:
 
     N is in the units chosen by `compute` (params or FLOPs per interaction), E in interactions,
     I in compute units (C = k·N·E). score_knots (K,) and log_intrinsic_knots (K,) define f
-    (piecewise linear, strictly increasing). converged: see the module docstring. intervals:
+    (piecewise linear, strictly increasing, end segments extended over score_range, the
+    lowest and highest fitted score). converged: see the module docstring. intervals:
     name → (5th, 95th percentile) over converged bootstrap resamples (None without bootstrap);
     bootstrap_samples: name → (B,) values with bootstrap_ok (B,) marking converged resamples.
     n_starts_at_best: how many of the starts polished after BFGS (the 8 lowest) reached the
@@ -75,6 +76,7 @@ class PowerLawFit:
     residual: str
     score_knots: np.ndarray
     log_intrinsic_knots: np.ndarray
+    score_range: tuple[float, float]
     converged: bool
     loss: float
     r2: float
@@ -102,11 +104,12 @@ class PowerLawFit:
         return float(law.size_exponent(self.alpha_N, self.alpha_E))
 
     def intrinsic(self, score: ArrayLike) -> np.ndarray:
-        """I = exp(f(score)) in compute units; nan outside the fitted score range."""
+        """I = exp(f(score)) in compute units (f's end segments extend to the fitted data's
+        score_range); nan outside score_range."""
         r = np.asarray(score, dtype=np.float64)
-        inside = (r >= self.score_knots[0]) & (r <= self.score_knots[-1])
-        return np.where(inside, np.exp(np.interp(r, self.score_knots, self.log_intrinsic_knots)),
-                        np.nan)
+        inside = (r >= self.score_range[0]) & (r <= self.score_range[1])
+        y = _interp_extend(r, self.score_knots, self.log_intrinsic_knots)
+        return np.where(inside, np.exp(y), np.nan)
 
     def predict(self, N: ArrayLike, E: ArrayLike) -> np.ndarray:
         """The law's intrinsic performance I(N, E) (compute units); broadcasts N and E."""
@@ -114,10 +117,10 @@ class PowerLawFit:
 
     def predict_score(self, N: ArrayLike, E: ArrayLike) -> np.ndarray:
         """f⁻¹(ln I(N, E)): the score the fit predicts; nan where I is outside f's range."""
-        y = np.log(self.predict(N, E))
-        ks = self.log_intrinsic_knots
-        inside = (y >= ks[0]) & (y <= ks[-1])
-        return np.where(inside, np.interp(y, ks, self.score_knots), np.nan)
+        score = _interp_extend(np.log(self.predict(N, E)), self.log_intrinsic_knots,
+                               self.score_knots)
+        inside = (score >= self.score_range[0]) & (score <= self.score_range[1])
+        return np.where(inside, score, np.nan)
 
     def optimal_params(self, C: ArrayLike) -> np.ndarray:
         """Compute-optimal model size N_opt(C) (units of N) for compute C."""
@@ -135,6 +138,7 @@ class PowerLawFit:
             "n_starts": self.n_starts, "n_starts_at_best": self.n_starts_at_best,
             "n_models": self.n_models, "n_points": self.n_points,
             "warnings": list(self.warnings),
+            "score_range": list(self.score_range),
             "score_map": {"score": self.score_knots.tolist(),
                           "log_intrinsic": self.log_intrinsic_knots.tolist()},
         }
@@ -144,6 +148,14 @@ class PowerLawFit:
                                 "converged": int(self.bootstrap_ok.sum()),
                                 "unit": self.resample_unit}
         return out
+
+
+def _interp_extend(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """np.interp with the end segments extended linearly beyond xp."""
+    y = np.interp(x, xp, fp)
+    lo = fp[0] + (x - xp[0]) * (fp[1] - fp[0]) / (xp[1] - xp[0])
+    hi = fp[-1] + (x - xp[-1]) * (fp[-1] - fp[-2]) / (xp[-1] - xp[-2])
+    return np.where(x < xp[0], lo, np.where(x > xp[-1], hi, y))
 
 
 @functools.partial(jax.jit, static_argnames=("maxiter", "lm_steps", "kind", "polished"))
@@ -326,6 +338,8 @@ def fit_power_law(curves: Sequence[LearningCurve], *, compute: Compute = "params
         alpha_N=float(const["alpha_N"]), alpha_E=float(const["alpha_E"]),
         N_c=float(np.exp(const["log_N_c"])), E_c=float(np.exp(const["log_E_c"])), k=float(k),
         compute=compute, residual=residual, score_knots=np.asarray(prob.data.knots),
+        score_range=(float(prep.score[prep.weight > 0].min()),
+                     float(prep.score[prep.weight > 0].max())),
         log_intrinsic_knots=knot_y + log_k + prob.log_n0 + prob.log_e0, converged=converged,
         loss=float(res.loss[best]), r2=r2, grad_norm=float(res.grad_inf[best]), gn_step=step,
         bfgs_status=int(res.bfgs_status[best]), n_starts=starts, n_starts_at_best=at_best,

@@ -91,8 +91,13 @@ def test_fitted_map_is_monotone_and_optimal_size_scales():
     _, _, curves = _case(0.3, 0.9)
     fit = _quiet_fit(curves)
     assert np.all(np.diff(fit.log_intrinsic_knots) > 0)
-    grid = np.linspace(fit.score_knots[0], fit.score_knots[-1], 200)
+    grid = np.linspace(*fit.score_range, 200)
     assert np.all(np.diff(fit.intrinsic(grid)) > 0)
+    lo, hi = fit.score_range
+    assert np.isnan(fit.intrinsic([lo - 1e-3, hi + 1e-3])).all()
+    np.testing.assert_allclose(fit.predict_score(1e4, 1e6),
+                               grid[np.argmin(np.abs(fit.intrinsic(grid) - fit.predict(1e4, 1e6)))],
+                               atol=(hi - lo) / 100)
     c = np.array([1e10, 1e12])
     slope = np.diff(np.log(fit.optimal_params(c))) / np.diff(np.log(c))
     assert slope[0] == pytest.approx(fit.size_exponent, rel=1e-9)
