@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fitting.cli import add_fit_parser
 from scalelab import train_cli
 
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_envs)
     _add_envs_show(p)
     train_cli.register(sub)
+    add_fit_parser(sub)
     return parser
 
 
