@@ -176,10 +176,10 @@ class RunResult:
     interactions (T,) int64: env steps per member at each log point. score (M, T): the env's
     score over the chunk that ends there (`score_kind` "reward_per_step": mean reward per step,
     i.e. training accuracy on MNIST-v0; "episode_return": mean return of the episodes that ended
-    in the chunk, NaN if none did). metrics: name -> (M, T) float64 window means of the
-    UpdateMetrics diagnostics plus reward_per_step, episode_return, episode_length. params: the
-    network's parameter count N; flops_per_interaction: its forward FLOPs per observation (policy
-    + value). final_params: trained parameters with a leading member axis.
+    in the chunk, NaN if none did). network: the resolved network family. params: its parameter
+    count N; flops_per_interaction: its forward FLOPs per observation (policy + value). metrics:
+    name -> (M, T) float64 window means of the UpdateMetrics diagnostics plus reward_per_step,
+    episode_return, episode_length. final_params: trained parameters, leading member axis.
     """
 
     config: TrainConfig
@@ -187,6 +187,7 @@ class RunResult:
     interactions: np.ndarray
     score: np.ndarray
     score_kind: str
+    network: str
     params: int
     flops_per_interaction: int
     metrics: dict[str, np.ndarray]
@@ -380,6 +381,7 @@ def execute(
         interactions=np.cumsum(run.chunk_sizes, dtype=np.int64) * config.batch_size,
         score=stacked[score_name],
         score_kind=kind,
+        network=run.net_cfg.family,
         params=networks.param_count(run.net_cfg, run.obs_shape, num_actions),
         flops_per_interaction=networks.forward_flops(run.net_cfg, run.obs_shape, num_actions),
         metrics=stacked,
