@@ -29,7 +29,7 @@ from scalelab.members import (
 __all__ = [
     "PRESETS", "ChunkStatic", "MemberHparams", "MemberState", "RunResult", "TrainConfig",
     "UpdateMetrics", "build_static", "init_key", "init_members", "make_chunk_fn",
-    "member_root_keys", "prepare", "train", "PreparedRun", "execute",
+    "member_root_keys", "prepare", "train", "PreparedRun", "execute", "window_means",
 ]
 
 _NETWORK_FAMILIES = ("mnist_cnn", "mlp", "impala")
@@ -196,7 +196,7 @@ class RunResult:
     train_seconds: float
 
 
-def _window_means(chunk_metrics: UpdateMetrics, batch_size: int) -> dict[str, np.ndarray]:
+def window_means(chunk_metrics: UpdateMetrics, batch_size: int) -> dict[str, np.ndarray]:
     """Host-side reduction of one chunk's (M, K) metrics to per-member window values (M,)."""
     m = {k: np.asarray(v, np.float64) for k, v in chunk_metrics._asdict().items()}
     k = m["reward_sum"].shape[1]
@@ -354,7 +354,7 @@ def execute(
                disable=not progress, desc=f"{config.env} x{len(run.seeds)}")
 
     def record(n: int, metrics: UpdateMetrics) -> None:
-        windows.append(_window_means(metrics, config.batch_size))
+        windows.append(window_means(metrics, config.batch_size))
         bar.update(n * config.batch_size)
         finite = windows[-1][score_name][np.isfinite(windows[-1][score_name])]
         bar.set_postfix(score=f"{finite.mean():.4g}" if finite.size else "n/a")
