@@ -19,10 +19,6 @@ CSV_COLUMNS = (
 )
 
 
-def _network_name(result: RunResult) -> str:
-    return result.config.network or "auto"
-
-
 def write_curves_csv(results: Sequence[RunResult], path: str | os.PathLike) -> None:
     """Write every member's learning curve of every result to `path` (one row per log point).
 
@@ -39,7 +35,7 @@ def write_curves_csv(results: Sequence[RunResult], path: str | os.PathLike) -> N
                     writer.writerow([
                         r.params, r.flops_per_interaction, seed, int(interactions),
                         _fmt(r.score[m, t]), c.lr, c.gamma, c.gae_lambda, c.env,
-                        _network_name(r), c.width, "" if c.depth is None else c.depth,
+                        r.network, c.width, "" if c.depth is None else c.depth,
                         r.score_kind,
                         *(_fmt(r.metrics[k][m, t]) if k in r.metrics else "" for k in metric_names),
                     ])
@@ -69,7 +65,7 @@ def summary(result: RunResult, target: float | None = None) -> str:
     final = np.asarray(result.score, np.float64)[:, -1]
     total = int(result.interactions[-1]) * len(result.seeds)
     line = (
-        f"{c.env} {_network_name(result)} width={c.width:g}: N={result.params:,} params, "
+        f"{c.env} {result.network} width={c.width:g}: N={result.params:,} params, "
         f"{result.flops_per_interaction:,} FLOPs/obs | final {result.score_kind} "
         f"{np.nanmean(final):.4g} ± {np.nanstd(final):.2g} over {len(result.seeds)} seed(s) at "
         f"{int(result.interactions[-1]):,} interactions | compile {result.compile_seconds:.1f}s, "

@@ -29,7 +29,7 @@ from scalelab.members import (
 __all__ = [
     "PRESETS", "ChunkStatic", "MemberHparams", "MemberState", "RunResult", "TrainConfig",
     "UpdateMetrics", "build_static", "init_key", "init_members", "make_chunk_fn",
-    "member_root_keys", "prepare", "train", "PreparedRun", "execute",
+    "member_root_keys", "prepare", "train", "PreparedRun", "execute", "window_means",
 ]
 
 _NETWORK_FAMILIES = ("mnist_cnn", "mlp", "impala")
@@ -121,8 +121,16 @@ class TrainConfig:
 
     @classmethod
     def preset(cls, env: str, **overrides: Any) -> TrainConfig:
-        """Recommended settings for `env` (see PRESETS; defaults elsewhere), then `overrides`."""
-        return cls(env=env, **{**PRESETS.get(env, {}), **overrides})
+        """Recommended settings for `env` (PRESETS; the dataclass defaults elsewhere), then
+        `overrides`. Where a preset names an `lr_ref_width` and lr is not overridden, lr follows
+        the paper's rule lr ∝ 1/sqrt(width): lr = preset lr * sqrt(lr_ref_width / width)."""
+        settings = dict(PRESETS.get(env, {}))
+        ref_width = settings.pop("lr_ref_width", None)
+        if ref_width is not None and "lr" not in overrides:
+            width = overrides.get("width", 1.0)
+            if isinstance(width, int | float) and width > 0:
+                settings["lr"] = settings["lr"] * math.sqrt(ref_width / width)
+        return cls(env=env, **{**settings, **overrides})
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -133,11 +141,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         anneal_lr=True, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01, vf_coef=0.5,
         max_grad_norm=0.5, adam_eps=1e-5,
     ),
-    # The paper's MNIST toy at horizon 1 (γ = 0, λ = 1: advantage = reward - V).
+    # The paper's MNIST toy at horizon 1 (γ = 0, λ = 1: advantage = reward - V). Small batches
+    # learn fastest per interaction: tuned at width 1/8 (lr 3e-3 reached 90% training accuracy
+    # in ~33k interactions there, vs ~130k for 64x64 rollouts at lr 1e-3).
     "MNIST-v0": dict(
-        num_envs=64, rollout_length=64, total_interactions=200_000, update_epochs=2,
-        num_minibatches=4, lr=1e-3, gamma=0.0, gae_lambda=1.0, ent_coef=0.01,
-        updates_per_chunk=4,
+        num_envs=32, rollout_length=32, total_interactions=65_536, update_epochs=2,
+        num_minibatches=2, lr=3e-3, lr_ref_width=0.125, gamma=0.0, gae_lambda=1.0,
+        ent_coef=0.01, updates_per_chunk=8,
     ),
 }
 
@@ -166,10 +176,10 @@ class RunResult:
     interactions (T,) int64: env steps per member at each log point. score (M, T): the env's
     score over the chunk that ends there (`score_kind` "reward_per_step": mean reward per step,
     i.e. training accuracy on MNIST-v0; "episode_return": mean return of the episodes that ended
-    in the chunk, NaN if none did). metrics: name -> (M, T) float64 window means of the
-    UpdateMetrics diagnostics plus reward_per_step, episode_return, episode_length. params: the
-    network's parameter count N; flops_per_interaction: its forward FLOPs per observation (policy
-    + value). final_params: trained parameters with a leading member axis.
+    in the chunk, NaN if none did). network: the resolved network family. params: its parameter
+    count N; flops_per_interaction: its forward FLOPs per observation (policy + value). metrics:
+    name -> (M, T) float64 window means of the UpdateMetrics diagnostics plus reward_per_step,
+    episode_return, episode_length. final_params: trained parameters, leading member axis.
     """
 
     config: TrainConfig
@@ -177,6 +187,7 @@ class RunResult:
     interactions: np.ndarray
     score: np.ndarray
     score_kind: str
+    network: str
     params: int
     flops_per_interaction: int
     metrics: dict[str, np.ndarray]
@@ -185,7 +196,7 @@ class RunResult:
     train_seconds: float
 
 
-def _window_means(chunk_metrics: UpdateMetrics, batch_size: int) -> dict[str, np.ndarray]:
+def window_means(chunk_metrics: UpdateMetrics, batch_size: int) -> dict[str, np.ndarray]:
     """Host-side reduction of one chunk's (M, K) metrics to per-member window values (M,)."""
     m = {k: np.asarray(v, np.float64) for k, v in chunk_metrics._asdict().items()}
     k = m["reward_sum"].shape[1]
@@ -343,7 +354,7 @@ def execute(
                disable=not progress, desc=f"{config.env} x{len(run.seeds)}")
 
     def record(n: int, metrics: UpdateMetrics) -> None:
-        windows.append(_window_means(metrics, config.batch_size))
+        windows.append(window_means(metrics, config.batch_size))
         bar.update(n * config.batch_size)
         finite = windows[-1][score_name][np.isfinite(windows[-1][score_name])]
         bar.set_postfix(score=f"{finite.mean():.4g}" if finite.size else "n/a")
@@ -370,6 +381,7 @@ def execute(
         interactions=np.cumsum(run.chunk_sizes, dtype=np.int64) * config.batch_size,
         score=stacked[score_name],
         score_kind=kind,
+        network=run.net_cfg.family,
         params=networks.param_count(run.net_cfg, run.obs_shape, num_actions),
         flops_per_interaction=networks.forward_flops(run.net_cfg, run.obs_shape, num_actions),
         metrics=stacked,

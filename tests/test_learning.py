@@ -17,6 +17,6 @@ def test_cartpole_learns_with_purejaxrl_defaults():
 
 
 def test_mnist_reaches_90_percent_training_accuracy():
-    result = train(TrainConfig.preset("MNIST-v0", width=0.25), num_seeds=2, progress=False)
+    result = train(TrainConfig.preset("MNIST-v0", width=0.125), num_seeds=2, progress=False)
     assert result.score[:, 0].mean() < 0.5  # chance is 0.1
     assert result.score[:, -1].min() >= 0.9
