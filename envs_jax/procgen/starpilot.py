@@ -47,7 +47,9 @@ from envs_jax.procgen.common import (
     ProcgenParams,
     action_xy,
     axis_view,
+    pack_rgb,
     special_key,
+    unpack_rgb,
 )
 
 WORLD = 16.0
@@ -81,7 +83,7 @@ KIND_SHOOTABLE = np.array([True, True, True, False, True])  # clouds let player 
 KIND_WEIGHT = {"easy": (1.0, 0.0, 0.0, 0.0, 0.0), "hard": (3.0, 1.0, 1.0, 1.0, 1.0)}
 
 # Render classes, bottom to top; each adds 8**class to the pixels it covers.
-(C_FLYER, C_METEOR, C_TURRET, C_ENEMY_BULLET, C_PLAYER_BULLET, C_FINISH, C_AGENT, C_CLOUD) = range(8)
+C_FLYER, C_METEOR, C_TURRET, C_ENEMY_BULLET, C_PLAYER_BULLET, C_FINISH, C_AGENT, C_CLOUD = range(8)
 KIND_CLASS = np.array([C_FLYER, C_FLYER, C_METEOR, C_CLOUD, C_TURRET], np.int32)
 FLYER_COLOURS = np.array(
     [[230, 60, 60], [240, 130, 40], [220, 70, 200], [250, 90, 120], [200, 40, 40],
@@ -115,8 +117,8 @@ def _star_texture() -> np.ndarray:
     """Star brightness uint8 (2 * 64, 256 + 64): a periodic field, 0 = empty, doubled so any
     64 x 64 window at row < 64, column < 256 can be sliced without wrapping."""
     rng = np.random.default_rng(1912)
-    field = np.where(rng.random((OBS_SIZE, STAR_PERIOD)) < 1 / 48,
-                     rng.integers(110, 256, (OBS_SIZE, STAR_PERIOD)), 0).astype(np.uint8)
+    field = np.where(rng.random((OBS_SIZE, STAR_PERIOD)) < 1 / 64,
+                     rng.integers(60, 170, (OBS_SIZE, STAR_PERIOD)), 0).astype(np.uint8)
     field = np.concatenate([field, field], axis=0)
     return np.concatenate([field, field[:, :OBS_SIZE]], axis=1)
 
@@ -226,6 +228,10 @@ class StarPilot(ProcgenGame):
 
     game_seed = 0x5741
     params_cls = StarPilotParams
+
+    @property
+    def name(self) -> str:
+        return "StarPilot-v0"
 
     # ---- level generation ------------------------------------------------------------------
     def generate_level(
@@ -455,6 +461,10 @@ class StarPilot(ProcgenGame):
 
     def render(self, state: StarPilotState, params: ProcgenParams) -> jax.Array:
         """Observation uint8 (64, 64, 3): the whole 16 x 16 world, 4 pixels per unit."""
+        return unpack_rgb(self._packed_frame(state, params))
+
+    def _packed_frame(self, state: StarPilotState, params: ProcgenParams) -> jax.Array:
+        """Packed colours uint32 (64, 64) of the frame (see `common.pack_rgb`)."""
         xs = axis_view(jnp.float32(WORLD / 2), WORLD, flip=False)
         ys = axis_view(jnp.float32(WORLD / 2), WORLD, flip=True)
         boxes, classes, visible = self._rects(state, params)
@@ -464,24 +474,25 @@ class StarPilot(ProcgenGame):
         total = jnp.einsum("ky,kx->yx", in_y * weight[:, None], in_x.astype(jnp.float32),
                            precision=jax.lax.Precision.HIGHEST)
         exponent = (jax.lax.bitcast_convert_type(total, jnp.int32) >> 23) - 127
-        top = jnp.where(total >= 1, exponent // 3 + 1, 0)
-        palette = jnp.asarray(CLASS_COLOURS).at[C_FLYER].set(
-            jnp.asarray(FLYER_COLOURS)[state.level.flyer_colour])
-        palette = jnp.concatenate([jnp.zeros((1, 3), jnp.uint8), palette])
-        return jnp.where((top > 0)[..., None], palette[top], self._sky(state))
+        top = jnp.where(total >= 1, exponent // 3, -1)
+        colours = pack_rgb(jnp.asarray(CLASS_COLOURS).at[C_FLYER].set(
+            jnp.asarray(FLYER_COLOURS)[state.level.flyer_colour]))
+        image = self._sky(state)
+        # a select per class is cheaper than a per-pixel table gather on CPU
+        for c in range(len(CLASS_COLOURS)):
+            image = jnp.where(top == c, colours[c], image)
+        return image
 
     def _sky(self, state: StarPilotState) -> jax.Array:
-        """Level-coloured space with a starfield scrolling left 0.8 pixels per step.
-
-        The stars are a window of one fixed texture at a level-dependent offset, so the sky
-        costs one dynamic slice per frame.
-        """
+        """Level-coloured space (packed uint32 (64, 64)) with stars scrolling left 0.8 pixels
+        per step: a window of one fixed star texture at a level-dependent offset."""
         scroll = jnp.floor(0.8 * state.time.astype(jnp.float32)).astype(jnp.int32)
         col = (scroll + state.level.star_offset[1]) % STAR_PERIOD
         stars = jax.lax.dynamic_slice(jnp.asarray(STARS), (state.level.star_offset[0], col),
-                                      (OBS_SIZE, OBS_SIZE))
-        base = jnp.asarray(SKY_COLOURS)[state.level.sky]
-        return jnp.where((stars > 0)[..., None], stars[..., None], base)
+                                      (OBS_SIZE, OBS_SIZE)).astype(jnp.uint32)
+        grey = stars | stars << 8 | stars << 16 | jnp.uint32(255 << 24)
+        base = pack_rgb(jnp.asarray(SKY_COLOURS)[state.level.sky])
+        return jnp.where(stars > 0, grey, base)
 
     def symbolic(self, state: StarPilotState) -> dict[str, jax.Array]:
         """Small arrays: ship (x, y, vx, vy); enemies/bullets (n, 4) x, y, kind-or-vx, active."""
