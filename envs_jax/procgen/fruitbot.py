@@ -289,9 +289,8 @@ class FruitBot(ProcgenGame):
     def _rasterise(self, level: FruitBotLevel, params: ProcgenParams) -> jax.Array:
         """The packed id map (R * 16,) of a level, row 0 at the bottom (world y = MAP_Y0).
 
-        Walls: every map row looks up its nearest wall. Objects: no two objects' unit boxes
-        overlap, so each unit cell holds at most one object centre, and a pixel can only be
-        covered by an object centred in one of the 2 x 2 cells around it.
+        Walls: every map row looks up its nearest wall. Objects: a one-hot matrix product
+        (no per-pixel gathers, which are slow on CPU).
         """
         w = world_width(params)
         ppu = OBS_SIZE / w
@@ -309,27 +308,19 @@ class FruitBot(ProcgenGame):
         # the last part present wins: a lock lies over its door's edge
         wall = jnp.max(jnp.where(inside, part_ids, 0), axis=2)
 
-        cells = jnp.zeros((HEIGHT, w), jnp.int32).at[
-            jnp.where(level.obj_valid, jnp.floor(level.obj_y).astype(jnp.int32), HEIGHT),
-            jnp.floor(level.obj_x).astype(jnp.int32)].set(
-                jnp.arange(1, NUM_OBJECTS + 1), mode="drop")
-        obj = jnp.zeros((ys.shape[0], OBS_SIZE), jnp.int32)
-        cy0 = jnp.floor(ys - OBJ_R).astype(jnp.int32)
-        cx0 = jnp.floor(xs - OBJ_R).astype(jnp.int32)
-        for dy in (0, 1):
-            for dx in (0, 1):
-                cy, cx = cy0 + dy, cx0 + dx
-                ok = ((cy >= 0) & (cy < HEIGHT))[:, None] & ((cx >= 0) & (cx < w))[None, :]
-                j = jnp.where(ok, cells[jnp.clip(cy, 0, HEIGHT - 1)[:, None],
-                                        jnp.clip(cx, 0, w - 1)[None, :]], 0) - 1
-                fx, fy = level.obj_x[j], level.obj_y[j]
-                tx = jnp.floor((xs[None, :] - fx + OBJ_R) * SPRITE_RES).astype(jnp.int32)
-                ty = jnp.floor((fy + OBJ_R - ys[:, None]) * SPRITE_RES).astype(jnp.int32)
-                inbox = (j >= 0) & (tx >= 0) & (tx < SPRITE_RES) & (ty >= 0) & (ty < SPRITE_RES)
-                kind = jnp.where(level.obj_good[j], 0, 1)
-                hit = inbox & jnp.asarray(OBJECT_MASKS)[kind, jnp.clip(ty, 0, SPRITE_RES - 1),
-                                                        jnp.clip(tx, 0, SPRITE_RES - 1)]
-                obj = jnp.where(hit, ID_OBJ0 + j, obj)
+        # Object j covers pixel (r, c) iff onehot(ty[j, r]) . mask_j . onehot(tx[j, c]) = 1, so
+        # sum_j (j + 1) x that is one matrix product (objects never overlap, see placement).
+        lo_x, lo_y = level.obj_x - OBJ_R, level.obj_y - OBJ_R
+        tx = jnp.floor((xs[None, :] - lo_x[:, None]) * SPRITE_RES).astype(jnp.int32)  # (J, 64)
+        ty = jnp.floor((lo_y[:, None] + 2 * OBJ_R - ys[None, :]) * SPRITE_RES).astype(jnp.int32)
+        onehot_x = jax.nn.one_hot(tx, SPRITE_RES)  # zero rows outside the box
+        onehot_y = jax.nn.one_hot(ty, SPRITE_RES) * jnp.where(level.obj_valid, 1.0 + jnp.arange(
+            NUM_OBJECTS), 0.0)[:, None, None]  # (J, R, S)
+        masks = jnp.asarray(OBJECT_MASKS, jnp.float32)[jnp.where(level.obj_good, 0, 1)]
+        right = jnp.einsum("jab,jcb->jac", masks, onehot_x)  # (J, S, 64)
+        which = jnp.einsum("jra,jac->rc", onehot_y, right, precision=jax.lax.Precision.HIGHEST)
+        which = jnp.clip(jnp.round(which).astype(jnp.int32), 0, NUM_OBJECTS)
+        obj = jnp.where(which > 0, ID_OBJ0 + which - 1, 0)
 
         ids = jnp.where(wall > 0, wall, obj)
         present = ID_PRESENT + (jnp.floor(xs).astype(jnp.int32) % 2)[None, :]
