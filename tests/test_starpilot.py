@@ -307,7 +307,7 @@ def test_time_limit_truncates_with_final_observation(game, vstep):
 # ---- solvability -----------------------------------------------------------------------------
 
 
-def first_episode_returns(env, params, policy, n=16, steps=620):
+def first_episode_returns(env, params, policy, n=8, steps=620):
     """Return of the first episode of n levels (game_step only, frozen after it ends)."""
     levels = jax.tree.map(lambda a: a[:n], params.pool_levels)
     states = jax.vmap(env.start_state, in_axes=(0, 0, None))(levels, params.pool_ids[:n],
@@ -356,7 +356,7 @@ def test_privileged_script_beats_random(game):
         env, params, lambda s, k: jax.random.randint(k, (), 0, 15))
     ret, done, dropped = first_episode_returns(env, params, lookahead_policy(env, params))
     assert np.all(np.asarray(dropped) == 0)
-    assert float(ret.mean()) > 2 * float(rand_ret.mean()) + 10.0, (ret, rand_ret)
+    assert float(ret.mean()) > 3 * float(rand_ret.mean()) + 5.0, (ret, rand_ret)
     assert np.all(np.asarray(done))
 
 

@@ -43,6 +43,7 @@ from envs_jax.procgen.common import (
     special_key,
     unpack_rgb,
 )
+from envs_jax.procgen.draws import randint, uniform_draws
 
 HEIGHT = 60
 AGENT_R = 0.4
@@ -218,22 +219,25 @@ class FruitBot(ProcgenGame):
         mode = _mode(params)
         w = float(mode["width"])
         nw = mode["walls"]
-        ks = jax.random.split(key, 12)
+        spare = HEIGHT - 4 * nw - 4
+        u = uniform_draws(key, {
+            "part": (spare,), "door": (nw,), "pct": (nw,), "left": (nw,), "side": (nw,),
+            "agent": (), "floor": (), "wall": (), "counts": (2,),
+            "tries": (NUM_OBJECTS, PLACEMENT_TRIES, 2), "theme": (NUM_OBJECTS,)})
 
         # Wall heights: 4 apart plus a uniform random partition of the leftover height.
-        spare = HEIGHT - 4 * nw - 4
-        part = jnp.bincount(jax.random.randint(ks[0], (spare,), 0, nw), length=nw)
+        part = jnp.bincount(randint(u["part"], 0, nw), length=nw)
         dy = 4 + part
         wall_y = jnp.cumsum(dy).astype(jnp.float32)
-        has_door = (dy > 5) & (jax.random.uniform(ks[1], (nw,)) < mode["door_prob"])
-        pct = mode["min_gap"] + 0.2 * jax.random.uniform(ks[2], (nw,))
+        has_door = (dy > 5) & (u["door"] < mode["door_prob"])
+        pct = mode["min_gap"] + 0.2 * u["pct"]
         lock_pct, door_pct = 2 * LOCK_RX / w, 2 * WALL_RY * DOOR_ASPECT / w
         num_doors = jnp.ceil((pct + 0.1 - 2 * lock_pct) / door_pct)
         pct = jnp.where(has_door, 2 * lock_pct + door_pct * num_doors, pct)
         gap = pct * w
-        left_w = jax.random.uniform(ks[3], (nw,)) * (w - gap)
+        left_w = u["left"] * (w - gap)
         right_w = w - left_w - gap
-        on_right = jax.random.bernoulli(ks[4], 0.5, (nw,)).astype(jnp.float32)
+        on_right = (u["side"] < 0.5).astype(jnp.float32)
         lock_x = left_w + LOCK_RX + on_right * (gap - 2 * LOCK_RX)
         door_x = left_w + gap / 2 - (2 * on_right - 1) * LOCK_RX
         level = FruitBotLevel(
@@ -243,19 +247,18 @@ class FruitBot(ProcgenGame):
             obj_good=jnp.arange(NUM_OBJECTS) < NUM_GOOD_MAX,
             obj_valid=jnp.zeros((NUM_OBJECTS,), bool),
             obj_colour=jnp.zeros((NUM_OBJECTS,), jnp.uint32),
-            agent_x=jax.random.uniform(ks[5]) * (w - 2 * AGENT_R) + AGENT_R,
-            floor=jax.random.randint(ks[6], (), 0, len(FLOOR_COLOURS)),
-            wall_colour=jax.random.randint(ks[7], (), 0, len(WALL_COLOURS)),
+            agent_x=u["agent"] * (w - 2 * AGENT_R) + AGENT_R,
+            floor=randint(u["floor"], 0, len(FLOOR_COLOURS)),
+            wall_colour=randint(u["wall"], 0, len(WALL_COLOURS)),
             id_map=jnp.zeros((map_rows(params) * OBS_SIZE // 4,), jnp.uint32),
         )
 
         # Objects: good ones first, then bad, each at the first of PLACEMENT_TRIES uniform
         # positions that touches nothing placed so far (the last try if none does).
-        counts = jax.random.randint(ks[8], (2,), 10, 20)
+        counts = randint(u["counts"], 10, 20)
         valid = jnp.where(level.obj_good, jnp.arange(NUM_OBJECTS) < counts[0],
                           jnp.arange(NUM_OBJECTS) - NUM_GOOD_MAX < counts[1])
-        tries = jax.random.uniform(ks[9], (NUM_OBJECTS, PLACEMENT_TRIES, 2))
-        tries = tries * jnp.array([w - 2 * OBJ_R, HEIGHT - 2 * OBJ_R]) + OBJ_R
+        tries = u["tries"] * jnp.array([w - 2 * OBJ_R, HEIGHT - 2 * OBJ_R]) + OBJ_R
         boxes, exists = wall_boxes(level, w)
         boxes = boxes.reshape(-1, 4)
         exists = exists.reshape(-1)
@@ -279,7 +282,7 @@ class FruitBot(ProcgenGame):
         (obj_x, obj_y, _), _ = jax.lax.scan(
             place, (zeros, zeros, jnp.zeros((NUM_OBJECTS,), bool)),
             (jnp.arange(NUM_OBJECTS), tries, valid))
-        theme = jax.random.randint(ks[10], (NUM_OBJECTS,), 0, mode["themes"])
+        theme = randint(u["theme"], 0, mode["themes"])
         colour = jnp.where(level.obj_good[:, None], jnp.asarray(GOOD_COLOURS)[theme],
                            jnp.asarray(BAD_COLOURS)[theme])
         level = level.replace(obj_x=obj_x, obj_y=obj_y, obj_valid=valid,

@@ -51,6 +51,7 @@ from envs_jax.procgen.common import (
     special_key,
     unpack_rgb,
 )
+from envs_jax.procgen.draws import randint, uniform_draws
 
 WORLD = 16.0
 AGENT_R = 0.4
@@ -239,40 +240,39 @@ class StarPilot(ProcgenGame):
     ) -> StarPilotLevel:
         """Spawner schedule of one level: groups of enemies until t = 500, sorted by time."""
         hard = params.distribution_mode == "hard"
-        ks = jax.random.split(key, 12)
         g, m = MAX_GROUPS, GROUP_MAX
-        first = 1 + jax.random.randint(ks[0], (1,), 10, 30)
-        gaps = jax.random.randint(ks[1], (g - 1,), 10, 30)
-        group_t = jnp.cumsum(jnp.concatenate([first, gaps]))
-        weights = jnp.asarray(KIND_WEIGHT[params.distribution_mode])
-        kind = jax.random.choice(ks[2], 5, (g,), p=weights / weights.sum())
+        u = uniform_draws(key, {
+            "gaps": (g,), "kind": (g,), "size": (g,), "y": (g,), "theta": (g, m),
+            "straight": (g, m), "side": (g, m), "fire": (g, m), "turret": (g, m),
+            "agent": (2,), "visual": (2,), "stars": (2,)})
+        group_t = jnp.cumsum(randint(u["gaps"], 10, 30)) + 1  # first group at 1 + U{10..29}
+        weights = np.asarray(KIND_WEIGHT[params.distribution_mode])
+        edges = jnp.asarray(np.cumsum(weights) / weights.sum())
+        kind = jnp.minimum(jnp.sum(u["kind"][:, None] >= edges[None, :], axis=1), 4)
         is_flyer = (kind == FLYER) | (kind == FAST_FLYER)
-        size = jnp.where(is_flyer, jax.random.randint(ks[3], (g,), 1, GROUP_MAX + 1), 1)
+        size = jnp.where(is_flyer, randint(u["size"], 1, GROUP_MAX + 1), 1)
         radius = jnp.asarray(KIND_RADIUS)[kind]
-        y = jax.random.uniform(ks[4], (g,)) * (WORLD - 2 * radius) + radius
+        y = u["y"] * (WORLD - 2 * radius) + radius
 
         j = jnp.arange(m)
         valid = (group_t[:, None] <= WIN_TIME) & (j[None, :] < size[:, None])
         spawn = group_t[:, None] + 5 * j[None, :]
-        theta = (jax.random.uniform(ks[5], (g, m)) - 0.5) * (math.pi / 2)
-        theta = jnp.where(jax.random.bernoulli(ks[6], 0.5, (g, m)), 0.0, theta)
-        theta = jnp.where(is_flyer[:, None], theta, 0.0)
+        theta = (u["theta"] - 0.5) * (math.pi / 2)
+        theta = jnp.where((u["straight"] < 0.5) | ~is_flyer[:, None], 0.0, theta)
         flyer_speed = 1.0 if hard else 0.75
         speed = jnp.asarray([flyer_speed, 1.5, 0.5, 0.5, 0.5])[kind] * V_SCALE
         vx = -jnp.cos(theta) * speed[:, None]
         vy = jnp.sin(theta) * speed[:, None]
-        from_left = is_flyer[:, None] & (jax.random.uniform(ks[7], (g, m)) > 0.9) & hard
+        from_left = is_flyer[:, None] & (u["side"] > 0.9) & hard
         vx = jnp.where(from_left, -vx, vx)
-        fire = jax.random.randint(ks[8], (g, m), 10, 100)
-        turret_fire = jax.random.randint(ks[9], (g, m), 20, 30)
-        fire = jnp.where(kind[:, None] == TURRET, turret_fire, fire)
+        fire = randint(u["fire"], 10, 100)
+        fire = jnp.where(kind[:, None] == TURRET, randint(u["turret"], 20, 30), fire)
         fire = jnp.where((kind[:, None] == METEOR) | (kind[:, None] == CLOUD), 0, fire)
 
         spawn = jnp.where(valid, spawn, NEVER).reshape(-1)
         order = jnp.argsort(spawn, stable=True)
         flat = lambda a: jnp.broadcast_to(a, (g, m)).reshape(-1)[order]  # noqa: E731
-        visual = jax.random.randint(ks[10], (2,), 0, jnp.array([len(FLYER_COLOURS),
-                                                                len(SKY_COLOURS)]))
+        visual = randint(u["visual"], 0, jnp.array([len(FLYER_COLOURS), len(SKY_COLOURS)]))
         return StarPilotLevel(
             spawn_time=spawn[order].astype(jnp.int32),
             kind=flat(kind[:, None]).astype(jnp.int32),
@@ -280,11 +280,10 @@ class StarPilot(ProcgenGame):
             vx=flat(vx).astype(jnp.float32),
             vy=flat(vy).astype(jnp.float32),
             fire_time=flat(fire).astype(jnp.int32),
-            agent_start=jax.random.uniform(ks[11], (2,)) * (WORLD - 2 * AGENT_R) + AGENT_R,
+            agent_start=u["agent"] * (WORLD - 2 * AGENT_R) + AGENT_R,
             flyer_colour=visual[0].astype(jnp.int32),
             sky=visual[1].astype(jnp.int32),
-            star_offset=jax.random.randint(jax.random.fold_in(ks[10], 1), (2,), 0,
-                                           jnp.array([OBS_SIZE, STAR_PERIOD])),
+            star_offset=randint(u["stars"], 0, jnp.array([OBS_SIZE, STAR_PERIOD])),
         )
 
     def start_state(
