@@ -420,16 +420,19 @@ def test_door_and_lock_vanish_when_opened(hard):
     env, params = hard
     render = jax.jit(env.render)
     w = F.MODES["hard"]["width"]
-    door = (10.475, 1.975, 8.25)
-    state = with_wall(blank(env, params, 3.0, 4.0), 0, 5.0, 8.0, w - 12.45, door)
-    # the id map of the pool level does not hold this wall: draw it from a regenerated map
-    state = state.replace(level=state.level.replace(
-        id_map=env._rasterise(state.level, params)))
+    lv = jax.tree.map(np.asarray, params.pool_levels)
+    slot, wall = (int(i) for i in np.argwhere(lv.has_door)[0])  # the pool holds doors
+    y = float(lv.wall_y[slot, wall])
+    state = blank(env, params, 1.0, y - 2.0, slot=slot)
+    state = state.replace(level=jax.tree.map(lambda a: a[slot], params.pool_levels))
     closed = np.asarray(render(state, params))
-    opened = np.asarray(render(state.replace(door_open=state.door_open.at[0].set(True)), params))
-    r, c = pixel_of(state, 10.5, 5.0, w)
+    opened = np.asarray(render(state.replace(door_open=state.door_open.at[wall].set(True)),
+                               params))
+    door_x, door_rx, lock_x = (float(a[slot, wall]) for a in (lv.door_x, lv.door_rx, lv.lock_x))
+    r, c = pixel_of(state, door_x, y, w)
     np.testing.assert_array_equal(closed[r, c], F.DOOR_COLOUR)
     assert not np.array_equal(opened[r, c], F.DOOR_COLOUR)
-    r, c = pixel_of(state, 8.25, 4.6, w)
+    r, c = pixel_of(state, lock_x, y - F.LOCK_RY + F.WALL_RY, w)
     np.testing.assert_array_equal(closed[r, c], F.LOCK_COLOUR)
     assert not np.array_equal(opened[r, c], F.LOCK_COLOUR)
+    assert door_rx > 0.5

@@ -162,6 +162,19 @@ def test_level_schedules_follow_the_rules(game, hard, gen, mode):
         assert 0.07 < from_left < 0.13
         assert np.all((f[k == S.TURRET] >= 20) & (f[k == S.TURRET] <= 29))
         assert np.all(f[(k == S.METEOR) | (k == S.CLOUD)] == 0)
+    # enemies live at most until they leave the screen, so at most NUM_ENEMY_SLOTS of them
+    # are ever on screen at once: no spawn is dropped for lack of a slot
+    r = S.KIND_RADIUS[kind][..., None]
+    n = np.arange(1, 130)
+    x = np.where(vx < 0, S.WORLD + S.KIND_RADIUS[kind], -S.KIND_RADIUS[kind])[..., None] + (
+        vx[..., None] * n)
+    y = np.asarray(lv.y)[..., None] + vy[..., None] * n
+    gone = (x + r < 0) | (x - r > S.WORLD) | (y + r < 0) | (y - r > S.WORLD)
+    assert gone[..., -1][valid].all()
+    exit_t = t + np.argmax(gone, axis=-1) + 1
+    clock = np.arange(S.WIN_TIME + 150)
+    alive = valid[..., None] & (t[..., None] <= clock) & (clock < exit_t[..., None])
+    assert alive.sum(1).max() <= S.NUM_ENEMY_SLOTS
     # spawner counts match a NumPy simulation of the original's schedule (two-sample test)
     ref = original_spawner_counts(np.random.default_rng(0), 400, mode == "hard")
     assert stats.ks_2samp(valid.sum(1), ref).pvalue > 1e-3
@@ -307,7 +320,7 @@ def test_time_limit_truncates_with_final_observation(game, vstep):
 # ---- solvability -----------------------------------------------------------------------------
 
 
-def first_episode_returns(env, params, policy, n=8, steps=620):
+def first_episode_returns(env, params, policy, n=8, steps=400):
     """Return of the first episode of n levels (game_step only, frozen after it ends)."""
     levels = jax.tree.map(lambda a: a[:n], params.pool_levels)
     states = jax.vmap(env.start_state, in_axes=(0, 0, None))(levels, params.pool_ids[:n],
@@ -409,16 +422,16 @@ def test_render_matches_numpy_painter(hard):
     render = jax.jit(jax.vmap(env.render, in_axes=(0, None)))
     rng = np.random.default_rng(0)
     checked = 0
-    for t in range(90):
+    for t in range(60):
         actions = jnp.asarray(rng.choice([FIRE, FIRE_LEFT, 1, 5, 7, 3], 6))
         _, state, *_ = vstep(jax.random.split(jax.random.PRNGKey(t), 6), state, actions, params)
-        if t % 15 == 14:
+        if t % 20 == 19:
             frames = np.asarray(render(state, params))
             for i in range(6):
                 one = jax.tree.map(lambda a, i=i: a[i], state)
                 np.testing.assert_array_equal(frames[i], reference_frame(one))
                 checked += int(one.enemies.active.sum() + one.player_bullets.active.sum())
-    assert checked > 30  # the frames held plenty of objects
+    assert checked > 20  # the frames held plenty of objects
 
 
 def test_render_objects_at_state_positions(game):

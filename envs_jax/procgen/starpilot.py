@@ -467,11 +467,13 @@ class StarPilot(ProcgenGame):
         xs = axis_view(jnp.float32(WORLD / 2), WORLD, flip=False)
         ys = axis_view(jnp.float32(WORLD / 2), WORLD, flip=True)
         boxes, classes, visible = self._rects(state, params)
-        in_x = (xs.coord >= boxes[:, 0:1]) & (xs.coord < boxes[:, 1:2])
-        in_y = (ys.coord >= boxes[:, 2:3]) & (ys.coord < boxes[:, 3:4])
+        in_x = (xs.coord[None, :] >= boxes[:, 0:1]) & (xs.coord[None, :] < boxes[:, 1:2])
+        rows = (ys.coord[:, None] >= boxes[None, :, 2]) & (ys.coord[:, None] < boxes[None, :, 3])
         weight = jnp.where(visible, jnp.exp2(3.0 * classes), 0.0)
-        total = jnp.einsum("ky,kx->yx", in_y * weight[:, None], in_x.astype(jnp.float32),
-                           precision=jax.lax.Precision.HIGHEST)
+        # 0/1 and powers of two up to 8^7 are exact in bfloat16, and so is the float32 sum of
+        # at most 2^24: bfloat16 operands are exact here and the fastest on CPU and GPU alike
+        total = jnp.dot((rows * weight[None, :]).astype(jnp.bfloat16),
+                        in_x.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
         exponent = (jax.lax.bitcast_convert_type(total, jnp.int32) >> 23) - 127
         top = jnp.where(total >= 1, exponent // 3, -1)
         colours = pack_rgb(jnp.asarray(CLASS_COLOURS).at[C_FLYER].set(
