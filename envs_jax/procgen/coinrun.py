@@ -562,7 +562,9 @@ class CoinRun(ProcgenGame):
         }
 
 
+_ENV = CoinRun()  # stateless; one instance shares compiled code across make() calls
+
+
 def make_coinrun(**overrides) -> tuple[CoinRun, CoinRunParams]:
     """Registry factory: `(env, params)` with `overrides` of CoinRunParams fields."""
-    env = CoinRun()
-    return env, env.make_params(**overrides)
+    return _ENV, _ENV.make_params(**overrides)

@@ -7,7 +7,8 @@ A game subclasses `ProcgenGame` and provides:
 * `game_seed` (class attribute, int): level i is generated from
   `jax.random.fold_in(jax.random.PRNGKey(game_seed), i)`, so it is the same level on every run.
 * `generate_level(key, level_id, params) -> Level`: a pure, jittable function of the level key
-  (a pytree of fixed-shape arrays; it must carry everything the start state needs).
+  (a pytree of fixed-shape arrays; it must carry everything the start state needs). It may
+  read only `params.distribution_mode`: generators are compiled once per mode.
 * `start_state(level, level_id, params) -> State`: the first state of an episode on `level`.
   `State` is a `flax.struct.dataclass` with at least `time: jnp.int32` and `level_id: jnp.int32`.
 * `game_step(key, state, action, params) -> (state, reward float32, terminated bool)`: one step
@@ -67,6 +68,7 @@ OBS_SIZE = 64
 SPRITE_RES = 8  # sprites are SPRITE_RES x SPRITE_RES texels, stretched over their box
 LEVEL_ID_MAX = 2**31 - 1  # num_levels = 0 draws ids uniformly from [0, LEVEL_ID_MAX)
 DISTRIBUTION_MODES = ("easy", "hard")
+GENERATE_CHUNK = 32  # levels per compiled generator call outside traced code
 
 
 def action_xy(action: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -196,7 +198,23 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
         return self.generate_level(self.level_key(level_id), level_id, params)
 
     def _generate_many(self, ids: jax.Array, params: ProcgenParams) -> L:
-        return jax.vmap(lambda i: self.level(i, params))(ids)
+        static = ProcgenParams(distribution_mode=params.distribution_mode)
+        return jax.vmap(lambda i: self.level(i, static))(ids)
+
+    def generate_levels(self, ids: jax.Array, params: ProcgenParams) -> L:
+        """Levels for ids int (n,), stacked on a leading axis (host-side helper, not traced).
+
+        Generation may depend only on `distribution_mode` (never on the split or pool fields),
+        so one compiled generator of GENERATE_CHUNK levels serves every split and pool size.
+        """
+        static = ProcgenParams(distribution_mode=params.distribution_mode)
+        cache = self.__dict__.setdefault("_generate_cache", {})
+        if static not in cache:
+            cache[static] = jax.jit(partial(self._generate_many, params=static))
+        ids = np.asarray(ids, np.int32).reshape(-1)
+        padded = np.resize(ids, -(-len(ids) // GENERATE_CHUNK) * GENERATE_CHUNK)
+        chunks = [cache[static](c) for c in padded.reshape(-1, GENERATE_CHUNK)]
+        return jax.tree.map(lambda *c: jnp.concatenate(c)[: len(ids)], *chunks)
 
     def make_params(self, **overrides: Any) -> ProcgenParams:
         """Default params with `overrides` applied, validated, with the level pool filled."""
@@ -214,7 +232,7 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
             key = jax.random.fold_in(jax.random.PRNGKey(self.game_seed + 1), params.pool_seed)
             ids = draw_level_ids(key, params.pool_size, params)
         ids = ids.astype(jnp.int32)
-        levels = jax.jit(self._generate_many, static_argnums=1)(ids, params)
+        levels = self.generate_levels(ids, params)
         return params.replace(pool_levels=levels, pool_ids=ids, pool_cursor=jnp.int32(0))
 
     @property
