@@ -35,8 +35,8 @@ def vstep(game):
 
 @pytest.fixture(scope="module")
 def gen(game):
-    """Jitted level generation for a batch of ids (batches of 256 share one compilation)."""
-    return jax.jit(jax.vmap(game[0].level, in_axes=(0, None)))
+    """Level generation for a batch of ids (compiled once per mode, shared with the pool)."""
+    return game[0].generate_levels
 
 
 def blank(env, params, x=5.0, y=F.AGENT_R, slot=0):

@@ -36,9 +36,8 @@ def vstep(game):
 
 @pytest.fixture(scope="module")
 def gen(game):
-    """Jitted level generation for a batch of ids (batches of 256 share one compilation)."""
-    env, _ = game
-    return jax.jit(jax.vmap(env.level, in_axes=(0, None)))
+    """Level generation for a batch of ids (compiled once per mode, shared with the pool)."""
+    return game[0].generate_levels
 
 
 def blank(env, params, x=4.0, y=8.0):
@@ -365,12 +364,12 @@ def lookahead_policy(env, params, horizon=8):
 
 def test_privileged_script_beats_random(game):
     env, params = game
-    rand_ret, _, _ = first_episode_returns(
+    rand_ret, rand_done, _ = first_episode_returns(
         env, params, lambda s, k: jax.random.randint(k, (), 0, 15))
-    ret, done, dropped = first_episode_returns(env, params, lookahead_policy(env, params))
+    assert np.all(np.asarray(rand_done))  # random play dies well within 400 steps
+    ret, _, dropped = first_episode_returns(env, params, lookahead_policy(env, params))
     assert np.all(np.asarray(dropped) == 0)
     assert float(ret.mean()) > 3 * float(rand_ret.mean()) + 5.0, (ret, rand_ret)
-    assert np.all(np.asarray(done))
 
 
 # ---- rendering -------------------------------------------------------------------------------

@@ -484,7 +484,9 @@ class FruitBot(ProcgenGame):
         }
 
 
+_ENV = FruitBot()  # stateless; one instance shares compiled code across make() calls
+
+
 def make_fruitbot(**overrides: Any) -> tuple[FruitBot, FruitBotParams]:
     """Registry factory: (env, params) with `overrides` applied to FruitBotParams."""
-    env = FruitBot()
-    return env, env.make_params(**overrides)
+    return _ENV, _ENV.make_params(**overrides)

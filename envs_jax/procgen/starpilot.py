@@ -514,7 +514,9 @@ class StarPilot(ProcgenGame):
         }
 
 
+_ENV = StarPilot()  # stateless; one instance shares compiled code across make() calls
+
+
 def make_starpilot(**overrides: Any) -> tuple[StarPilot, StarPilotParams]:
     """Registry factory: (env, params) with `overrides` applied to StarPilotParams."""
-    env = StarPilot()
-    return env, env.make_params(**overrides)
+    return _ENV, _ENV.make_params(**overrides)
