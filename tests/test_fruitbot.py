@@ -291,6 +291,9 @@ def test_time_limit_truncates_with_final_observation(game, vstep):
         assert np.all(np.asarray(trunc) == (k == 4)) and not np.any(np.asarray(term))
     assert np.all(np.asarray(state.time) == 0)
     assert not np.array_equal(obs[0], info["final_observation"][0])
+    # the observation after an auto-reset is the frame of the fresh start state
+    frames = jax.jit(jax.vmap(env.render, in_axes=(0, None)))(state, params)
+    np.testing.assert_array_equal(obs, frames)
 
 
 # ---- solvability -----------------------------------------------------------------------------
