@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 import envs_jax
 
-DEFAULT_ENVS = ("CoinRun-v0",)
+DEFAULT_ENVS = ("CoinRun-v0", "StarPilot-v0", "FruitBot-v0")
 
 
 def measure(name: str, batch: int, steps: int, repeats: int, final_obs: bool = True) -> dict:

@@ -163,6 +163,10 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
 
     game_seed: int = 0
     params_cls: type[ProcgenParams] = ProcgenParams
+    # Observation after an auto-reset: render the selected state (True) or render the fresh
+    # start separately and select pixels (False). Same frames; which compiles faster on XLA
+    # CPU depends on the game (FruitBot: True ~2.5x faster steps; CoinRun: False ~2x).
+    render_selected_state: bool = False
 
     # ---- to be provided by each game -------------------------------------------------------
     def generate_level(self, key: jax.Array, level_id: jax.Array, params: ProcgenParams) -> L:
@@ -308,7 +312,10 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
         fresh = self.sample_start(k_reset, params)
         new_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, nxt)
         final_obs = self.render(nxt, params)
-        obs = jnp.where(done, self.render(fresh, params), final_obs)
+        if self.render_selected_state:
+            obs = self.render(new_state, params)
+        else:
+            obs = jnp.where(done, self.render(fresh, params), final_obs)
         info = {"terminated": terminated, "truncated": truncated, "final_observation": final_obs}
         return obs, new_state, jnp.asarray(reward, jnp.float32), terminated, truncated, info
 
