@@ -32,9 +32,6 @@ __all__ = [
     "member_root_keys", "prepare", "train", "PreparedRun", "execute", "window_means",
 ]
 
-_NETWORK_FAMILIES = ("mnist_cnn", "mlp", "impala")
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """One PPO training setup; `train(config, num_seeds)` runs it for seeds seed..seed+n-1.
@@ -85,13 +82,14 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raise ValueError naming the first bad field; return self when all fields are sound."""
         import envs_jax
+        from scalelab.networks import FAMILIES
 
         if not isinstance(self.env, str) or self.env not in envs_jax.registered_names():
             raise ValueError(f"env: unknown environment {self.env!r} (see `scalelab envs`)")
         if not isinstance(self.env_kwargs, dict):
             raise ValueError(f"env_kwargs: expected a dict, got {type(self.env_kwargs).__name__}")
-        if self.network is not None and self.network not in _NETWORK_FAMILIES:
-            raise ValueError(f"network: {self.network!r} is not one of {_NETWORK_FAMILIES}")
+        if self.network is not None and self.network not in FAMILIES:
+            raise ValueError(f"network: {self.network!r} is not one of {FAMILIES}")
         for name in ("num_envs", "rollout_length", "total_interactions", "update_epochs",
                      "num_minibatches", "updates_per_chunk"):
             _check_int(name, getattr(self, name), minimum=1)
