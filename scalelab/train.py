@@ -1,0 +1,318 @@
+"""PPO training from a config: `TrainConfig`, `train(config, num_seeds) -> RunResult`.
+
+`train` validates the config, builds the environment and network, and drives the member-vmapped
+chunk function of `scalelab.members` chunk by chunk, recording learning curves on the host.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import numpy as np
+
+from scalelab.members import (
+    ChunkStatic,
+    MemberHparams,
+    MemberState,
+    Params,
+    UpdateMetrics,
+    init_key,
+    init_members,
+    make_chunk_fn,
+    member_root_keys,
+)
+
+__all__ = [
+    "PRESETS", "ChunkStatic", "MemberHparams", "MemberState", "RunResult", "TrainConfig",
+    "UpdateMetrics", "build_static", "init_key", "init_members", "make_chunk_fn",
+    "member_root_keys", "train",
+]
+
+_NETWORK_FAMILIES = ("mnist_cnn", "mlp", "impala")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One PPO training setup; `train(config, num_seeds)` runs it for seeds seed..seed+n-1.
+
+    Sizes: `num_envs` parallel environments per member, `rollout_length` steps each per update
+    (batch = num_envs * rollout_length interactions), `total_interactions` env steps per member
+    (rounded down to whole updates), `updates_per_chunk` updates per compiled device call (one
+    logged point per chunk). `network` None picks by observation: "mlp" for vectors,
+    "mnist_cnn" for 28x28x1 images, "impala" otherwise. `anneal_lr` decays the step size linearly
+    from lr to lr/num_updates (off by default: a curve read at every E should not depend on the
+    final budget). `level_seed` keys the shared level-pool refresh of envs that have one.
+    """
+
+    env: str
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    network: str | None = None
+    width: float = 1.0
+    depth: int | None = None
+    activation: str | None = None
+    num_envs: int = 8
+    rollout_length: int = 128
+    total_interactions: int = 1_000_000
+    update_epochs: int = 4
+    num_minibatches: int = 4
+    lr: float = 2.5e-4
+    anneal_lr: bool = False
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    adam_eps: float = 1e-5
+    seed: int = 0
+    updates_per_chunk: int = 16
+    level_seed: int = 0
+
+    @property
+    def batch_size(self) -> int:
+        """Interactions per update per member: num_envs * rollout_length."""
+        return self.num_envs * self.rollout_length
+
+    @property
+    def num_updates(self) -> int:
+        """Whole PPO updates that fit in total_interactions."""
+        return self.total_interactions // self.batch_size
+
+    def validate(self) -> TrainConfig:
+        """Raise ValueError naming the first bad field; return self when all fields are sound."""
+        import envs_jax
+
+        if not isinstance(self.env, str) or self.env not in envs_jax.registered_names():
+            raise ValueError(f"env: unknown environment {self.env!r} (see `scalelab envs`)")
+        if not isinstance(self.env_kwargs, dict):
+            raise ValueError(f"env_kwargs: expected a dict, got {type(self.env_kwargs).__name__}")
+        if self.network is not None and self.network not in _NETWORK_FAMILIES:
+            raise ValueError(f"network: {self.network!r} is not one of {_NETWORK_FAMILIES}")
+        for name in ("num_envs", "rollout_length", "total_interactions", "update_epochs",
+                     "num_minibatches", "updates_per_chunk"):
+            _check_int(name, getattr(self, name), minimum=1)
+        _check_int("seed", self.seed, minimum=0)
+        _check_int("level_seed", self.level_seed, minimum=0)
+        if self.depth is not None:
+            _check_int("depth", self.depth, minimum=1)
+        for name in ("width", "lr", "clip_eps", "max_grad_norm", "adam_eps"):
+            _check_real(name, getattr(self, name), low=0.0, low_open=True)
+        for name in ("ent_coef", "vf_coef"):
+            _check_real(name, getattr(self, name), low=0.0)
+        for name in ("gamma", "gae_lambda"):
+            _check_real(name, getattr(self, name), low=0.0, high=1.0)
+        if not isinstance(self.anneal_lr, bool):
+            raise ValueError(f"anneal_lr: expected a bool, got {self.anneal_lr!r}")
+        if self.batch_size % self.num_minibatches:
+            raise ValueError(
+                f"num_minibatches: num_envs*rollout_length = {self.batch_size} is not divisible "
+                f"by num_minibatches = {self.num_minibatches}"
+            )
+        if self.total_interactions < self.batch_size:
+            raise ValueError(
+                f"total_interactions: {self.total_interactions} is less than one update "
+                f"(num_envs*rollout_length = {self.batch_size})"
+            )
+        return self
+
+    @classmethod
+    def preset(cls, env: str, **overrides: Any) -> TrainConfig:
+        """Recommended settings for `env` (see PRESETS; defaults elsewhere), then `overrides`."""
+        return cls(env=env, **{**PRESETS.get(env, {}), **overrides})
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # PureJaxRL's published CartPole defaults (the throughput/learning reference).
+    "CartPole-v1": dict(
+        network="mlp", activation="tanh", num_envs=4, rollout_length=128,
+        total_interactions=500_000, update_epochs=4, num_minibatches=4, lr=2.5e-4,
+        anneal_lr=True, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01, vf_coef=0.5,
+        max_grad_norm=0.5, adam_eps=1e-5,
+    ),
+    # The paper's MNIST toy at horizon 1 (γ = 0, λ = 1: advantage = reward - V).
+    "MNIST-v0": dict(
+        num_envs=64, rollout_length=64, total_interactions=200_000, update_epochs=2,
+        num_minibatches=4, lr=1e-3, gamma=0.0, gae_lambda=1.0, ent_coef=0.01,
+        updates_per_chunk=4,
+    ),
+}
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+
+
+def _check_real(
+    name: str, value: Any, low: float, high: float = math.inf, low_open: bool = False
+) -> None:
+    ok = isinstance(value, int | float | np.floating) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value) and (value > low if low_open else value >= low)
+    if not ok or value > high:
+        bound = f"> {low}" if low_open else f">= {low}"
+        if high < math.inf:
+            bound += f" and <= {high}"
+        raise ValueError(f"{name}: expected a finite number {bound}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Learning curves of `train(config, num_seeds)`: one logged point per chunk.
+
+    interactions (T,) int64: env steps per member at each log point. score (M, T): the env's
+    score over the chunk that ends there (`score_kind` "reward_per_step": mean reward per step,
+    i.e. training accuracy on MNIST-v0; "episode_return": mean return of the episodes that ended
+    in the chunk, NaN if none did). metrics: name -> (M, T) float64 window means of the
+    UpdateMetrics diagnostics plus reward_per_step, episode_return, episode_length. params: the
+    network's parameter count N; flops_per_interaction: its forward FLOPs per observation (policy
+    + value). final_params: trained parameters with a leading member axis.
+    """
+
+    config: TrainConfig
+    seeds: tuple[int, ...]
+    interactions: np.ndarray
+    score: np.ndarray
+    score_kind: str
+    params: int
+    flops_per_interaction: int
+    metrics: dict[str, np.ndarray]
+    final_params: Params
+    compile_seconds: float
+    train_seconds: float
+
+
+def _window_means(chunk_metrics: UpdateMetrics, batch_size: int) -> dict[str, np.ndarray]:
+    """Host-side reduction of one chunk's (M, K) metrics to per-member window values (M,)."""
+    m = {k: np.asarray(v, np.float64) for k, v in chunk_metrics._asdict().items()}
+    k = m["reward_sum"].shape[1]
+    episodes = m["episodes"].sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {
+            "reward_per_step": m["reward_sum"].sum(1) / (k * batch_size),
+            "episodes": episodes,
+            "episode_return": np.where(
+                episodes > 0, m["episode_return_sum"].sum(1) / episodes, np.nan
+            ),
+            "episode_length": np.where(
+                episodes > 0, m["episode_length_sum"].sum(1) / episodes, np.nan
+            ),
+        }
+    for name in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "grad_norm",
+                 "lr"):
+        out[name] = m[name].mean(1)
+    return out
+
+
+def build_static(config: TrainConfig, env: Any, obs_shape: tuple[int, ...]) -> tuple[
+    ChunkStatic, Any
+]:
+    """(ChunkStatic, NetworkConfig) of a validated config for an env with these observations."""
+    from scalelab import networks
+
+    family = config.network or _default_family(obs_shape)
+    net_cfg = networks.NetworkConfig(
+        family=family, width=config.width, depth=config.depth, activation=config.activation
+    )
+    module = networks.build(net_cfg, env.num_actions)
+    static = ChunkStatic(
+        env=env,
+        apply_fn=module.apply,
+        num_envs=config.num_envs,
+        rollout_length=config.rollout_length,
+        update_epochs=config.update_epochs,
+        num_minibatches=config.num_minibatches,
+        updates_per_chunk=min(config.updates_per_chunk, config.num_updates),
+        total_updates=config.num_updates,
+        anneal_lr=config.anneal_lr,
+        adam_eps=config.adam_eps,
+        level_seed=config.level_seed,
+    )
+    return static, net_cfg
+
+
+def _default_family(obs_shape: tuple[int, ...]) -> str:
+    if len(obs_shape) == 1:
+        return "mlp"
+    return "mnist_cnn" if tuple(obs_shape) == (28, 28, 1) else "impala"
+
+
+def train(config: TrainConfig, num_seeds: int = 1, progress: bool = True) -> RunResult:
+    """Train seeds config.seed .. config.seed+num_seeds-1 of `config` together, vmapped.
+
+    Validates everything before compiling. Runs config.num_updates updates in chunks of
+    updates_per_chunk (a shorter last chunk is compiled separately); the host reads each chunk's
+    metrics while the next one runs, and shows a tqdm bar on stderr when `progress`.
+    """
+    from tqdm.auto import tqdm
+
+    import envs_jax
+    from scalelab import networks
+
+    config.validate()
+    _check_int("num_seeds", num_seeds, minimum=1)
+    env, env_params = envs_jax.make(config.env, **config.env_kwargs)
+    obs_shape = tuple(env.observation_space(env_params).shape)
+    static, net_cfg = build_static(config, env, obs_shape)
+    seeds = tuple(range(config.seed, config.seed + num_seeds))
+    keys = member_root_keys(list(seeds))
+    params = jax.vmap(
+        lambda k: networks.init_params(net_cfg, init_key(k), obs_shape, env.num_actions)
+    )(keys)
+    hparams = MemberHparams.from_config(config, num_seeds)
+    state = init_members(static, hparams, keys, params, env_params)
+
+    k = static.updates_per_chunk
+    sizes = [k] * (config.num_updates // k)
+    if config.num_updates % k:
+        sizes.append(config.num_updates % k)
+    t0 = time.perf_counter()
+    compiled = {
+        n: jax.jit(make_chunk_fn(static.with_updates_per_chunk(n)), donate_argnums=0)
+        .lower(state, hparams, env_params).compile()
+        for n in sorted(set(sizes))
+    }
+    compile_seconds = time.perf_counter() - t0
+
+    kind = envs_jax.score_kind(config.env)
+    score_name = "reward_per_step" if kind == "reward_per_step" else "episode_return"
+    windows: list[dict[str, np.ndarray]] = []
+    bar = tqdm(total=config.num_updates * config.batch_size, unit="step", unit_scale=True,
+               disable=not progress, desc=f"{config.env} x{num_seeds}")
+
+    def record(n: int, metrics: UpdateMetrics) -> None:
+        windows.append(_window_means(metrics, config.batch_size))
+        bar.update(n * config.batch_size)
+        finite = windows[-1][score_name][np.isfinite(windows[-1][score_name])]
+        bar.set_postfix(score=f"{finite.mean():.4g}" if finite.size else "n/a")
+
+    t0 = time.perf_counter()
+    pending = None
+    for n in sizes:
+        # Dispatch is asynchronous: the previous chunk's metrics are read while this one runs.
+        state, metrics = compiled[n](state, hparams, env_params)
+        if pending is not None:
+            record(*pending)
+        pending = (n, metrics)
+    record(*pending)
+    jax.block_until_ready(state)
+    train_seconds = time.perf_counter() - t0
+    bar.close()
+
+    stacked = {name: np.stack([w[name] for w in windows], axis=1) for name in windows[0]}
+    return RunResult(
+        config=config,
+        seeds=seeds,
+        interactions=np.cumsum(sizes, dtype=np.int64) * config.batch_size,
+        score=stacked[score_name],
+        score_kind=kind,
+        params=networks.param_count(net_cfg, obs_shape, env.num_actions),
+        flops_per_interaction=networks.forward_flops(net_cfg, obs_shape, env.num_actions),
+        metrics=stacked,
+        final_params=state.params,
+        compile_seconds=compile_seconds,
+        train_seconds=train_seconds,
+    )
