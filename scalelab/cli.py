@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("envs", help="list the registered environments")
     p.set_defaults(func=_cmd_envs)
+    from scalelab.sweep.cli import add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 
