@@ -1,0 +1,479 @@
+"""Actor-critic networks (MNIST CNN, MLP, IMPALA CNN) with exact size/FLOP counts and zero-padding.
+
+Every network has two separate towers: a policy tower (encoder, then a linear head giving one logit
+per action) and a value tower (its own encoder, then a linear head giving one scalar). A `width`
+multiplier scales every hidden layer: a layer with ``base`` units at width 1 has
+``max(1, floor(base * width + 1/2))`` units (round half up).
+
+Families (``NetworkConfig.family``):
+
+- ``"mnist_cnn"`` — the CNN of Hilton et al. (2023) for MNIST-as-RL: 5x5 conv, 2x2 max-pool,
+  3x3 conv, 2x2 max-pool, dense 1000, activation after every conv and the dense layer. The paper
+  does not give the conv channels or padding; we use 32 and 64 channels at width 1 and VALID
+  convolutions (LeNet style: 28x28 -> 24 -> 12 -> 10 -> 5). Parameters grow about as width^2.
+  It has no depth knob (``depth`` must be None).
+- ``"mlp"`` — ``depth`` hidden layers (default 2) of 64 units at width 1, ``tanh`` by default
+  (PureJaxRL's CartPole network); observations are flattened.
+- ``"impala"`` — the IMPALA CNN as used by phasic policy gradient: three stacks with channels
+  (16, 32, 32) x width, each a 3x3 SAME conv, a 3x3 stride-2 SAME max-pool and ``depth`` residual
+  blocks (default 2) ``x + conv(act(conv(act(x))))``; then act, dense 256 x width, act. The width
+  multiplier scales the dense layer too (as the issue asks), so parameters grow about as width^2.
+
+Zero-padding: the dense layer that follows a conv trunk contracts the (H, W, C) axes with a kernel
+of shape (H, W, C, out) instead of flattening, so a narrower member's parameters embed into a
+wider group's shapes by padding every axis *at its end* with zeros. With zero biases and f(0) = 0
+activations the padded units output exactly zero, receive exactly zero gradient, and the member
+computes the same function as its unpadded self.
+
+Uint8 observations are scaled to [0, 1] inside; anything else is cast to float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+FAMILIES = ("mnist_cnn", "mlp", "impala")
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"relu": nn.relu, "tanh": jnp.tanh}
+
+_DEFAULT_DEPTH: dict[str, int | None] = {"mnist_cnn": None, "mlp": 2, "impala": 2}
+_DEFAULT_ACTIVATION = {"mnist_cnn": "relu", "mlp": "tanh", "impala": "relu"}
+
+_MNIST_BASE = (32, 64, 1000)  # conv1 channels, conv2 channels, dense units at width 1
+_MLP_BASE = 64
+_IMPALA_BASE = (16, 32, 32, 256)  # stack channels, dense units at width 1
+
+# Orthogonal init scales (PPO practice): hidden layers sqrt(2), policy head 0.01, value head 1.
+_HIDDEN_SCALE = math.sqrt(2.0)
+_POLICY_SCALE = 0.01
+_VALUE_SCALE = 1.0
+
+Params = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """Which actor-critic network to build; ``None`` fields resolve to the family's default.
+
+    Attributes:
+      family: "mnist_cnn" | "mlp" | "impala".
+      width: multiplier (> 0) on the units of every hidden layer.
+      depth: mlp: hidden layers (default 2); impala: residual blocks per stack (default 2);
+        mnist_cnn: must be None.
+      activation: "relu" | "tanh" (default tanh for mlp, relu for the CNNs).
+    """
+
+    family: str
+    width: float = 1.0
+    depth: int | None = None
+    activation: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"NetworkConfig.family={self.family!r}: expected one of {FAMILIES}")
+        width = self.width
+        if isinstance(width, bool) or not isinstance(width, numbers.Real):
+            raise ValueError(f"NetworkConfig.width={width!r}: expected a positive number")
+        if not (math.isfinite(width) and width > 0):
+            raise ValueError(f"NetworkConfig.width={width!r}: expected a finite number > 0")
+        object.__setattr__(self, "width", float(width))
+        depth = self.depth
+        if self.family == "mnist_cnn":
+            if depth is not None:
+                raise ValueError(
+                    f"NetworkConfig.depth={depth!r}: family 'mnist_cnn' has a fixed depth; "
+                    "leave depth as None"
+                )
+        elif depth is None:
+            object.__setattr__(self, "depth", _DEFAULT_DEPTH[self.family])
+        elif isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 1:
+            raise ValueError(f"NetworkConfig.depth={depth!r}: expected an integer >= 1")
+        else:
+            object.__setattr__(self, "depth", int(depth))
+        activation = self.activation
+        if activation is None:
+            object.__setattr__(self, "activation", _DEFAULT_ACTIVATION[self.family])
+        elif activation not in ACTIVATIONS:
+            raise ValueError(
+                f"NetworkConfig.activation={activation!r}: expected one of {tuple(ACTIVATIONS)}"
+            )
+
+
+def scaled_units(base: int, width: float) -> int:
+    """Units of a layer with ``base`` units at width 1: ``max(1, floor(base * width + 1/2))``."""
+    return max(1, math.floor(base * width + 0.5))
+
+
+def _base_sizes(cfg: NetworkConfig) -> tuple[int, ...]:
+    """Per-layer unit counts of one encoder at width 1."""
+    if cfg.family == "mnist_cnn":
+        return _MNIST_BASE
+    if cfg.family == "mlp":
+        return (_MLP_BASE,) * cfg.depth
+    return _IMPALA_BASE
+
+
+def _hidden_sizes(cfg: NetworkConfig) -> tuple[int, ...]:
+    """Per-layer unit counts of one encoder at ``cfg.width``."""
+    return tuple(scaled_units(b, cfg.width) for b in _base_sizes(cfg))
+
+
+def _check_obs_shape(cfg: NetworkConfig, obs_shape: Sequence[int]) -> tuple[int, ...]:
+    shape = tuple(int(d) for d in obs_shape)
+    if any(d < 1 for d in shape) or not shape:
+        raise ValueError(f"obs_shape={tuple(obs_shape)!r}: expected a non-empty positive shape")
+    if cfg.family != "mlp" and len(shape) != 3:
+        raise ValueError(
+            f"obs_shape={shape!r}: family {cfg.family!r} needs image observations (H, W, C)"
+        )
+    if cfg.family == "mnist_cnn":
+        h, w, _ = shape
+        if min(h, w) < 12:
+            # 5x5 VALID conv, pool 2, 3x3 VALID conv, pool 2 leave nothing below 12 pixels
+            raise ValueError(f"obs_shape={shape!r}: mnist_cnn needs H, W >= 12")
+    return shape
+
+
+def _check_num_actions(num_actions: int) -> int:
+    if isinstance(num_actions, bool) or not isinstance(num_actions, numbers.Integral):
+        raise ValueError(f"num_actions={num_actions!r}: expected an integer >= 1")
+    if num_actions < 1:
+        raise ValueError(f"num_actions={num_actions!r}: expected an integer >= 1")
+    return int(num_actions)
+
+
+# --------------------------------------------------------------------------- modules
+
+
+def _dense(features: int, scale: float, name: str, axis: int | tuple[int, ...] = -1) -> nn.Module:
+    return nn.DenseGeneral(
+        features,
+        axis=axis,
+        kernel_init=nn.initializers.orthogonal(scale),
+        bias_init=nn.initializers.zeros,
+        param_dtype=jnp.float32,
+        name=name,
+    )
+
+
+def _conv(features: int, kernel: int, padding: str, name: str) -> nn.Module:
+    return nn.Conv(
+        features,
+        (kernel, kernel),
+        padding=padding,
+        kernel_init=nn.initializers.orthogonal(_HIDDEN_SCALE),
+        bias_init=nn.initializers.zeros,
+        param_dtype=jnp.float32,
+        name=name,
+    )
+
+
+class Encoder(nn.Module):
+    """One tower's trunk: obs batch [B, *obs_shape] float32 -> features [B, units] float32."""
+
+    cfg: NetworkConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        cfg = self.cfg
+        act = ACTIVATIONS[cfg.activation]
+        sizes = _hidden_sizes(cfg)
+        if cfg.family == "mlp":
+            x = x.reshape(x.shape[0], -1)
+            for i, units in enumerate(sizes):
+                x = act(_dense(units, _HIDDEN_SCALE, f"dense_{i}")(x))
+            return x
+        if x.ndim != 4:
+            raise ValueError(f"{cfg.family} expects obs of shape [B, H, W, C], got {x.shape}")
+        if cfg.family == "mnist_cnn":
+            c1, c2, units = sizes
+            x = act(_conv(c1, 5, "VALID", "conv_0")(x))
+            x = nn.max_pool(x, (2, 2), (2, 2), "VALID")
+            x = act(_conv(c2, 3, "VALID", "conv_1")(x))
+            x = nn.max_pool(x, (2, 2), (2, 2), "VALID")
+        else:
+            *channels, units = sizes
+            for s, c in enumerate(channels):
+                x = _conv(c, 3, "SAME", f"stack_{s}_conv")(x)
+                x = nn.max_pool(x, (3, 3), (2, 2), "SAME")
+                for b in range(cfg.depth):
+                    y = _conv(c, 3, "SAME", f"stack_{s}_block_{b}_conv_0")(act(x))
+                    y = _conv(c, 3, "SAME", f"stack_{s}_block_{b}_conv_1")(act(y))
+                    x = x + y
+            x = act(x)
+        # contract (H, W, C) with a (H, W, C, out) kernel so channel padding stays at axis ends
+        return act(_dense(units, _HIDDEN_SCALE, "dense", axis=(-3, -2, -1))(x))
+
+
+class ActorCritic(nn.Module):
+    """Separate policy and value towers: obs [B, *obs_shape] -> (logits [B, A], value [B]).
+
+    Uint8 observations are divided by 255; outputs are float32.
+    """
+
+    cfg: NetworkConfig
+    num_actions: int
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        if obs.dtype == jnp.uint8:
+            x = obs.astype(jnp.float32) / 255.0
+        else:
+            x = obs.astype(jnp.float32)
+        pi = Encoder(self.cfg, name="policy_encoder")(x)
+        logits = _dense(self.num_actions, _POLICY_SCALE, "policy_head")(pi)
+        v = Encoder(self.cfg, name="value_encoder")(x)
+        value = _dense(1, _VALUE_SCALE, "value_head")(v)[..., 0]
+        return logits, value
+
+
+def build(cfg: NetworkConfig, num_actions: int) -> ActorCritic:
+    """The flax module for ``cfg``; ``module.apply(params, obs) -> (logits [B, A], value [B])``."""
+    return ActorCritic(cfg, _check_num_actions(num_actions))
+
+
+def init_params(
+    cfg: NetworkConfig, key: jax.Array, obs_shape: Sequence[int], num_actions: int
+) -> Params:
+    """Fresh float32 parameters (``{"params": ...}``): orthogonal kernels, zero biases.
+
+    Hidden kernels use gain sqrt(2), the policy head 0.01 and the value head 1.0.
+    """
+    shape = _check_obs_shape(cfg, obs_shape)
+    dummy = jnp.zeros((1, *shape), jnp.float32)
+    # one compiled program instead of dispatching every initializer op (QR per layer) eagerly
+    return jax.jit(build(cfg, num_actions).init)(key, dummy)
+
+
+# --------------------------------------------------------------------------- analytic counts
+
+
+def _same_taps(size: int, kernel: int) -> int:
+    """Kernel taps, summed over output positions, that fall inside the input for a stride-1
+    SAME convolution along one axis (XLA pads ``(kernel-1)//2`` before, the rest after)."""
+    lo = (kernel - 1) // 2
+    return sum(min(size, i - lo + kernel) - max(0, i - lo) for i in range(size))
+
+
+def _encoder_shapes(cfg: NetworkConfig, obs_shape: tuple[int, ...]) -> list[tuple[str, tuple]]:
+    """The encoder's weighted layers as (kind, dims) in order.
+
+    kind "dense": (fan_in, units). kind "conv": (k, c_in, c_out, out_positions, in_bound_taps),
+    where out_positions = H_out * W_out and in_bound_taps = sum over output positions of kernel
+    taps that land inside the (unpadded) input.
+    """
+    sizes = _hidden_sizes(cfg)
+    layers: list[tuple[str, tuple]] = []
+    if cfg.family == "mlp":
+        fan_in = math.prod(obs_shape)
+        for units in sizes:
+            layers.append(("dense", (fan_in, units)))
+            fan_in = units
+        return layers
+    h, w, c = obs_shape
+    if cfg.family == "mnist_cnn":
+        c1, c2, units = sizes
+        for k, c_out in ((5, c1), (3, c2)):
+            h, w = h - k + 1, w - k + 1
+            layers.append(("conv", (k, c, c_out, h * w, h * w * k * k)))
+            h, w, c = h // 2, w // 2, c_out
+    else:
+        *channels, units = sizes
+        for c_out in channels:
+            taps = _same_taps(h, 3) * _same_taps(w, 3)
+            layers.append(("conv", (3, c, c_out, h * w, taps)))
+            h, w, c = -(-h // 2), -(-w // 2), c_out
+            taps = _same_taps(h, 3) * _same_taps(w, 3)
+            layers.extend([("conv", (3, c, c, h * w, taps))] * (2 * cfg.depth))
+    layers.append(("dense", (h * w * c, units)))
+    return layers
+
+
+def _tower_layers(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int):
+    shape = _check_obs_shape(cfg, obs_shape)
+    num_actions = _check_num_actions(num_actions)
+    encoder = _encoder_shapes(cfg, shape)
+    units = encoder[-1][1][1]
+    return encoder, units, num_actions
+
+
+def param_count(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int) -> int:
+    """Exact number of scalar parameters N of both towers and heads (closed form).
+
+    Conv: k*k*c_in*c_out + c_out; dense: fan_in*units + units;
+    N = 2 * encoder + (units*A + A) + (units + 1).
+    """
+    encoder, units, num_actions = _tower_layers(cfg, obs_shape, num_actions)
+    total = 0
+    for kind, dims in encoder:
+        if kind == "conv":
+            k, c_in, c_out, _, _ = dims
+            total += k * k * c_in * c_out + c_out
+        else:
+            fan_in, out = dims
+            total += fan_in * out + out
+    return 2 * total + (units * num_actions + num_actions) + (units + 1)
+
+
+def forward_flops(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int) -> int:
+    """Forward FLOPs for one observation through both towers and heads (closed form).
+
+    2 FLOPs per multiply-add of every conv and dense layer:
+    conv 2 * in_bound_taps * c_in * c_out, dense 2 * fan_in * units.
+    Taps that land on a SAME convolution's zero padding are not counted (XLA's convention).
+    Bias adds, activations, pooling, residual adds and input scaling are not counted.
+    """
+    encoder, units, num_actions = _tower_layers(cfg, obs_shape, num_actions)
+    macs = 0
+    for kind, dims in encoder:
+        if kind == "conv":
+            _, c_in, c_out, _, taps = dims
+            macs += taps * c_in * c_out
+        else:
+            fan_in, out = dims
+            macs += fan_in * out
+    return 2 * (2 * macs + units * num_actions + units)
+
+
+# --------------------------------------------------------------------------- zero-padding
+
+
+def group_config(cfgs: Sequence[NetworkConfig]) -> NetworkConfig:
+    """The smallest config every one of ``cfgs`` zero-pads into: the widest width.
+
+    All configs must share family, depth and activation (depth cannot be padded exactly: a zero
+    residual block's output bias would still train).
+    """
+    cfgs = list(cfgs)
+    if not cfgs:
+        raise ValueError("group_config: cfgs is empty")
+    first = cfgs[0]
+    for i, cfg in enumerate(cfgs):
+        if not isinstance(cfg, NetworkConfig):
+            raise ValueError(f"group_config: cfgs[{i}]={cfg!r} is not a NetworkConfig")
+        for field in ("family", "depth", "activation"):
+            if getattr(cfg, field) != getattr(first, field):
+                raise ValueError(
+                    f"group_config: cfgs[{i}].{field}={getattr(cfg, field)!r} differs from "
+                    f"cfgs[0].{field}={getattr(first, field)!r}; only width may differ in a group"
+                )
+    return dataclasses.replace(first, width=max(cfg.width for cfg in cfgs))
+
+
+def param_shapes(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int) -> Params:
+    """The parameter pytree of ``cfg`` as ``jax.ShapeDtypeStruct`` leaves (nothing allocated)."""
+    return jax.eval_shape(lambda: init_params(cfg, jax.random.key(0), obs_shape, num_actions))
+
+
+def pad_params(
+    params: Params,
+    cfg: NetworkConfig,
+    group_cfg: NetworkConfig,
+    obs_shape: Sequence[int],
+    num_actions: int,
+) -> Params:
+    """Zero-pad a member's own-width ``params`` to ``group_cfg``'s shapes (every axis at its end).
+
+    The padded member computes exactly the same logits and value, and its padded entries get
+    zero gradient, so they stay zero under Adam (and global-norm clipping).
+    """
+    if group_config([cfg, group_cfg]) != group_cfg:
+        raise ValueError(
+            f"pad_params: cfg (width {cfg.width}) does not pad into group_cfg "
+            f"(width {group_cfg.width}); group_cfg must be as wide or wider"
+        )
+    own = param_shapes(cfg, obs_shape, num_actions)
+    target = param_shapes(group_cfg, obs_shape, num_actions)
+    own_paths = jax.tree_util.tree_flatten_with_path(own)[0]
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    if len(leaves) != len(own_paths) or treedef != jax.tree_util.tree_structure(own):
+        raise ValueError("pad_params: params do not have cfg's parameter structure")
+    pads = []
+    for (path, spec), leaf, goal in zip(
+        own_paths, leaves, jax.tree_util.tree_leaves(target), strict=True
+    ):
+        if tuple(leaf.shape) != spec.shape:
+            raise ValueError(
+                f"pad_params: {jax.tree_util.keystr(path)} has shape {tuple(leaf.shape)}, "
+                f"expected {spec.shape} for width {cfg.width}"
+            )
+        pads.append(tuple((0, g - s) for s, g in zip(spec.shape, goal.shape, strict=True)))
+
+    # one compiled program for the whole tree rather than one per leaf shape
+    @jax.jit
+    def pad_all(leaves):
+        return [jnp.pad(leaf, p) for leaf, p in zip(leaves, pads, strict=True)]
+
+    return jax.tree_util.tree_unflatten(treedef, pad_all(leaves))
+
+
+# --------------------------------------------------------------------------- sizes by ratio
+
+
+def _width_breakpoints(cfg: NetworkConfig, max_width: float) -> list[float]:
+    """Widths in (0, max_width] where some layer's rounded unit count steps up.
+
+    ``floor(base*w + 1/2)`` steps at ``w = (k - 1/2)/base``; the ``max(1, .)`` floor makes the
+    first step that matters k = 2.
+    """
+    points: set[float] = set()
+    for base in set(_base_sizes(cfg)):
+        k_max = math.floor(base * max_width + 0.5)
+        points.update((k - 0.5) / base for k in range(2, k_max + 1))
+    return sorted(points)
+
+
+def width_for_param_ratio(
+    family: str,
+    ratio: float,
+    obs_shape: Sequence[int],
+    num_actions: int,
+    depth: int | None = None,
+) -> float:
+    """The width whose parameter count is closest to ``ratio`` x the width-1 count.
+
+    N(width) is a non-decreasing step function (units are rounded). Among the intervals of width
+    on which N is constant, pick the one with N closest to ratio * N(1) (ties: the smaller), and
+    return the shortest decimal width inside it (so ratio 1 gives exactly 1.0).
+    """
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
+        raise ValueError(f"ratio={ratio!r}: expected a number > 0")
+    if not (math.isfinite(ratio) and ratio > 0):
+        raise ValueError(f"ratio={ratio!r}: expected a finite number > 0")
+    cfg = NetworkConfig(family, 1.0, depth)
+
+    def count(width: float) -> int:
+        return param_count(dataclasses.replace(cfg, width=width), obs_shape, num_actions)
+
+    target = ratio * count(1.0)
+    max_width = 1.0
+    while count(max_width) < target:
+        max_width *= 2.0
+    # N is constant between consecutive edges; the last edge lies beyond max_width because
+    # breakpoints are at most 1/base <= 1 <= max_width apart
+    edges = [0.0, *_width_breakpoints(cfg, 2.0 * max_width)]
+    mids = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    # first interval whose count reaches the target, by bisection (count is monotone)
+    lo, hi = 0, len(mids) - 1
+    while lo < hi:
+        m = (lo + hi) // 2
+        if count(mids[m]) >= target:
+            hi = m
+        else:
+            lo = m + 1
+    best = lo
+    if lo > 0 and abs(count(mids[lo - 1]) - target) <= abs(count(mids[lo]) - target):
+        best = lo - 1
+    a, b, n_best = edges[best], edges[best + 1], count(mids[best])
+    for digits in range(1, 18):
+        width = float(f"{mids[best]:.{digits}g}")
+        if a < width < b and count(width) == n_best:
+            return width
+    return mids[best]
