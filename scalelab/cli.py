@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     from scalelab.sweep.cli import add_sweep_parser
 
     add_sweep_parser(sub)
+    from fitting.cli import add_fit_parser
+
+    add_fit_parser(sub)
     return parser
 
 
