@@ -25,6 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     from fitting.cli import add_fit_parser
 
     add_fit_parser(sub)
+    from scalelab.sweep.cli import add_quickstart_parser, route_fit_to_run_dirs
+
+    route_fit_to_run_dirs(sub)
+    add_quickstart_parser(sub)
     return parser
 
 

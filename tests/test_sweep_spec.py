@@ -112,6 +112,8 @@ BAD = {
     "swept and fixed": (_edit("num_envs = 8", "num_envs = 8\ngamma = 0.9"), "gamma"),
     "trainer validation": (_edit("num_minibatches = 2", "num_minibatches = 3"),
                            "num_minibatches"),
+    "budget below one update": (_edit("interactions = 1000", "interactions = 16"),
+                                "[budget] interactions"),
     "not toml": ("[env\nname = 1", "not valid TOML"),
     "table expected": (_edit("[lr]\nbase = 1e-3", "lr = 0.001"), "lr"),
 }

@@ -134,29 +134,28 @@ class FusedRunner:
     def _shard(self, tree: Any) -> Any:
         return jax.device_put(tree, self.members_sharding)
 
-    def _init(self, hparams: tuple, env_params: Any) -> SweepState:
-        """Fresh members: each initialized at its own width from its seed, then zero-padded;
-        members of one network config are initialized together (vmapped)."""
+    def _init_group(self, g: int, hparams: Any, env_params: Any) -> Any:
+        """Fresh members of group g: each initialized at its own width from its seed, then
+        zero-padded; members of one network config are initialized together (vmapped)."""
         from scalelab.train import init_members, member_root_keys
 
-        plan = self.plan
-        groups = []
-        for g, slots, static, hp in zip(plan.groups, self.slots, self.statics, hparams,
-                                        strict=True):
-            keys = member_root_keys([plan.members[i].seed for i in slots])
-            by_cfg: dict[Any, list[int]] = {}
-            for s, i in enumerate(slots):
-                by_cfg.setdefault(self.networks[i], []).append(s)
-            parts, order = [], []
-            for cfg, idx in by_cfg.items():
-                init = partial(_init_padded, cfg, g.network, plan.obs_shape, plan.num_actions)
-                parts.append(jax.vmap(init)(keys[np.array(idx)]))
-                order += idx
-            inverse = np.argsort(order)
-            params = jax.tree.map(lambda *x, inv=inverse: jnp.concatenate(x)[inv], *parts)
-            groups.append(init_members(static, hp, keys, params, env_params))
+        plan, slots, group = self.plan, self.slots[g], self.plan.groups[g]
+        keys = member_root_keys([plan.members[i].seed for i in slots])
+        by_cfg: dict[Any, list[int]] = {}
+        for s, i in enumerate(slots):
+            by_cfg.setdefault(self.networks[i], []).append(s)
+        parts, order = [], []
+        for cfg, idx in by_cfg.items():
+            init = partial(_init_padded, cfg, group.network, plan.obs_shape, plan.num_actions)
+            parts.append(jax.vmap(init)(keys[np.array(idx)]))
+            order += idx
+        inverse = np.argsort(order)
+        params = jax.tree.map(lambda *x: jnp.concatenate(x)[inverse], *parts)
+        return init_members(self.statics[g], hparams, keys, params, env_params)
+
+    def _init(self, hparams: tuple, env_params: Any) -> SweepState:
         return SweepState(
-            groups=tuple(groups),
+            groups=tuple(self._init_group(g, hp, env_params) for g, hp in enumerate(hparams)),
             frozen=tuple(jnp.zeros(len(s), bool) for s in self.slots),
             fault_update=tuple(jnp.full(len(s), -1, jnp.int32) for s in self.slots),
             chunk=jnp.zeros((), jnp.int32),
@@ -167,10 +166,22 @@ class FusedRunner:
         return shardings.replace(chunk=self.replicated)
 
     def init_state(self) -> SweepState:
-        """The sweep's initial state, sharded over the mesh (one compiled program)."""
+        """The sweep's initial state, sharded over the mesh.
+
+        One compiled program per group: a single program initializing two groups hung
+        reproducibly on XLA:CPU here (jax 0.10.2; each group's program alone runs fine; cause
+        not pinned down), so groups are initialized one after the other.
+        """
         shape = jax.eval_shape(self._init, self.hparams, self.env_params)
-        init = jax.jit(self._init, out_shardings=self._state_shardings(shape))
-        return init(self.hparams, self.env_params)
+        shardings = self._state_shardings(shape)
+        groups = tuple(
+            jax.jit(partial(self._init_group, g), out_shardings=sh)(hp, self.env_params)
+            for g, (hp, sh) in enumerate(zip(self.hparams, shardings.groups, strict=True))
+        )
+        return jax.device_put(shape.replace(groups=groups, frozen=tuple(
+            np.zeros(x.shape, bool) for x in shape.frozen), fault_update=tuple(
+            np.full(x.shape, -1, np.int32) for x in shape.fault_update), chunk=np.int32(0)),
+            shardings)
 
     def _fused(self, state: SweepState, hparams: tuple, env_params: Any) -> tuple[SweepState,
                                                                                   tuple]:

@@ -421,7 +421,11 @@ def train_config(spec: SweepSpec, **member: Any):
 
 
 def _validate_train_configs(spec: SweepSpec) -> None:
-    """Run TrainConfig.validate() on the extreme values of every swept hyperparameter."""
+    """Run TrainConfig.validate() on every value of every swept hyperparameter.
+
+    TrainConfig's errors start with the field's name; the error is re-located to the spec key
+    that set it ([budget] interactions, [axes] gamma, [train] num_envs, ...).
+    """
     probe: dict[str, Any] = {"width": 1.0, "seed": spec.axes["seed"][0], "lr": spec.lr_rule.base}
     if "depth" in spec.axes:
         probe["depth"] = spec.axes["depth"][0]
@@ -433,8 +437,13 @@ def _validate_train_configs(spec: SweepSpec) -> None:
         try:
             train_config(spec, **member).validate()
         except (ValueError, TypeError) as exc:
-            swept = [k for k in member if k in spec.axes and k in _HPARAM_AXES]
-            where = _where(spec.path, "axes" if swept else "train")
+            field = str(exc).split(":", 1)[0].strip()
+            if field in _OWNED_ELSEWHERE:
+                where = f"{spec.path}: {_OWNED_ELSEWHERE[field]}"
+            elif field in spec.axes:
+                where = _where(spec.path, "axes", field)
+            else:
+                where = _where(spec.path, "train", field if field in spec.train else None)
             raise SpecError(f"{where}: {exc}") from None
 
 
