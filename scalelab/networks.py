@@ -118,23 +118,18 @@ def scaled_units(base: int, width: float) -> int:
     return max(1, math.floor(base * width + 0.5))
 
 
-def _hidden_sizes(cfg: NetworkConfig) -> tuple[int, ...]:
-    """Per-layer unit counts of one encoder: the layers' bases times width, rounded."""
-    if cfg.family == "mnist_cnn":
-        bases: tuple[int, ...] = _MNIST_BASE
-    elif cfg.family == "mlp":
-        bases = (_MLP_BASE,) * cfg.depth
-    else:
-        bases = _IMPALA_BASE
-    return tuple(scaled_units(b, cfg.width) for b in bases)
-
-
 def _base_sizes(cfg: NetworkConfig) -> tuple[int, ...]:
+    """Per-layer unit counts of one encoder at width 1."""
     if cfg.family == "mnist_cnn":
         return _MNIST_BASE
     if cfg.family == "mlp":
-        return (_MLP_BASE,)
+        return (_MLP_BASE,) * cfg.depth
     return _IMPALA_BASE
+
+
+def _hidden_sizes(cfg: NetworkConfig) -> tuple[int, ...]:
+    """Per-layer unit counts of one encoder at ``cfg.width``."""
+    return tuple(scaled_units(b, cfg.width) for b in _base_sizes(cfg))
 
 
 def _check_obs_shape(cfg: NetworkConfig, obs_shape: Sequence[int]) -> tuple[int, ...]:
@@ -147,9 +142,9 @@ def _check_obs_shape(cfg: NetworkConfig, obs_shape: Sequence[int]) -> tuple[int,
         )
     if cfg.family == "mnist_cnn":
         h, w, _ = shape
-        if min(h, w) < 18:
-            # 5x5 VALID conv, pool 2, 3x3 VALID conv, pool 2 needs at least 18 pixels a side
-            raise ValueError(f"obs_shape={shape!r}: mnist_cnn needs H, W >= 18")
+        if min(h, w) < 12:
+            # 5x5 VALID conv, pool 2, 3x3 VALID conv, pool 2 leave nothing below 12 pixels
+            raise ValueError(f"obs_shape={shape!r}: mnist_cnn needs H, W >= 12")
     return shape
 
 
@@ -447,7 +442,7 @@ def _width_breakpoints(cfg: NetworkConfig, max_width: float) -> list[float]:
     first step that matters k = 2.
     """
     points: set[float] = set()
-    for base in _base_sizes(cfg):
+    for base in set(_base_sizes(cfg)):
         k_max = math.floor(base * max_width + 0.5)
         points.update((k - 0.5) / base for k in range(2, k_max + 1))
     return sorted(points)

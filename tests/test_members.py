@@ -37,7 +37,8 @@ class TinyMLP(nn.Module):
 
 @struct.dataclass
 class PoolParams(environment.EnvParams):
-    pool: jax.Array = struct.field(default_factory=lambda: jnp.ones(4))
+    pool: jax.Array = struct.field(default_factory=lambda: jnp.zeros(4))
+    cursor: int = 0
     terminal_time: int = 3
     max_steps_in_episode: int = 5
 
@@ -48,11 +49,12 @@ class PoolState(environment.EnvState):
 
 
 class PoolEnv(environment.Environment):
-    """Reward pool[0] every step; terminates at terminal_time, truncates at max_steps; its level
-    pool is redrawn uniformly by `refresh_levels`."""
+    """Reward sum(pool) every step; terminates at terminal_time, truncates at max_steps; each
+    `refresh_levels` call redraws one pool slot, a ring (so the pool is state)."""
 
     def refresh_levels(self, key, params):
-        return params.replace(pool=jax.random.uniform(key, params.pool.shape))
+        pool = params.pool.at[params.cursor].set(jax.random.uniform(key))
+        return params.replace(pool=pool, cursor=(params.cursor + 1) % pool.shape[0])
 
     @property
     def default_params(self):
@@ -61,7 +63,7 @@ class PoolEnv(environment.Environment):
     def step_env(self, key, state, action, params):
         state = PoolState(time=state.time + 1)
         terminated = state.time >= params.terminal_time
-        return self.get_obs(state), state, params.pool[0], terminated, {}
+        return self.get_obs(state), state, params.pool.sum(), terminated, {}
 
     def reset_env(self, key, params):
         state = PoolState(time=0)
@@ -101,18 +103,21 @@ def start(static, net, seeds, lrs, env_params, obs_dim):
 def cartpole_runs():
     env, env_params = envs_jax.make("CartPole-v1")
     static, net = make_static(env, num_envs=4, rollout_length=16, anneal=True)
-    chunk = jax.jit(make_chunk_fn(static))
+    # the group through the env-params-carrying form, the lone member through the plain one
+    group_chunk = jax.jit(make_chunk_fn(static, carry_env_params=True))
+    alone_chunk = jax.jit(make_chunk_fn(static))
     group = start(static, net, [0, 1, 2], [1e-3, 3e-3, 5e-4], env_params, 4)
     alone = start(static, net, [1], [3e-3], env_params, 4)
     return {
-        "group": chunk(*group, env_params),
-        "group_again": chunk(*group, env_params),
-        "alone": chunk(*alone, env_params),
+        "env_params": env_params,
+        "group": group_chunk(*group, env_params),
+        "group_again": group_chunk(*group, env_params),
+        "alone": alone_chunk(*alone, env_params),
     }
 
 
 def test_member_in_batch_equals_member_alone(cartpole_runs):
-    (g_state, g_metrics), (a_state, a_metrics) = cartpole_runs["group"], cartpole_runs["alone"]
+    (g_state, _, g_metrics), (a_state, a_metrics) = cartpole_runs["group"], cartpole_runs["alone"]
     close = lambda g, a: np.testing.assert_allclose(g[1], a[0], rtol=1e-5, atol=1e-6)  # noqa: E731
     jax.tree.map(close, g_state.params, a_state.params)
     jax.tree.map(close, g_metrics, a_metrics)
@@ -121,7 +126,7 @@ def test_member_in_batch_equals_member_alone(cartpole_runs):
 
 
 def test_same_seed_same_result_different_seeds_differ(cartpole_runs):
-    (s1, m1), (s2, m2) = cartpole_runs["group"], cartpole_runs["group_again"]
+    (s1, _, m1), (s2, _, m2) = cartpole_runs["group"], cartpole_runs["group_again"]
     jax.tree.map(np.testing.assert_array_equal, (s1, m1), (s2, m2))
     for leaf in jax.tree.leaves(s1.params):
         assert not np.allclose(leaf[0], leaf[1])
@@ -136,7 +141,7 @@ def pool_chunk():
     env = PoolEnv()
     static, net = make_static(env, num_envs=2, rollout_length=8, k=3)
     static = dataclasses.replace(static, level_seed=7)
-    return static, net, jax.jit(make_chunk_fn(static))
+    return static, net, jax.jit(make_chunk_fn(static, carry_env_params=True))
 
 
 def simulate_pool_env(rewards_per_update, terminal_time, max_steps, rollout_length):
@@ -157,23 +162,37 @@ def simulate_pool_env(rewards_per_update, terminal_time, max_steps, rollout_leng
 @pytest.mark.parametrize("terminal_time,max_steps", [(3, 5), (7, 4)])
 def test_episode_accounting_and_shared_level_refresh(pool_chunk, terminal_time, max_steps):
     static, net, chunk = pool_chunk
-    params = PoolParams(pool=jnp.zeros(4), terminal_time=terminal_time,
-                        max_steps_in_episode=max_steps)
+    params = PoolParams(terminal_time=terminal_time, max_steps_in_episode=max_steps)
     state, hp = start(static, net, [0, 5], [1e-3, 1e-3], params, 1)
     chunks = []
     for _ in range(2):
-        state, metrics = chunk(state, hp, params)
+        state, params, metrics = chunk(state, hp, params)
         chunks.append(metrics)
     m = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *chunks)  # (2 members, 6 updates)
-    # Update u's pool comes from refresh_levels keyed by fold_in(PRNGKey(level_seed), u), once
-    # for all members; PoolEnv pays pool[0] per step.
-    pool0 = np.array([jax.random.uniform(jax.random.fold_in(jax.random.PRNGKey(7), u), (4,))[0]
-                      for u in range(6)])
-    ref = simulate_pool_env(pool0, terminal_time, max_steps, 8)
+    # Before update u, refresh_levels keyed by fold_in(PRNGKey(level_seed), u) redraws slot
+    # u mod 4, once for all members; the pool persists across chunks through env_params.
+    pool, paid = np.zeros(4), []
+    for u in range(6):
+        pool[u % 4] = jax.random.uniform(jax.random.fold_in(jax.random.PRNGKey(7), u))
+        paid.append(pool.sum())
+    ref = simulate_pool_env(paid, terminal_time, max_steps, 8)
     for member in range(2):  # both members, and both of each member's envs, see the same pool
-        np.testing.assert_allclose(m.reward_sum[member], 2 * 8 * pool0, rtol=1e-5)
+        np.testing.assert_allclose(m.reward_sum[member], 2 * 8 * np.array(paid), rtol=1e-5)
         np.testing.assert_array_equal(m.episodes[member], 2 * ref[:, 0])
         np.testing.assert_allclose(m.episode_return_sum[member], 2 * ref[:, 1], rtol=1e-5)
         np.testing.assert_array_equal(m.episode_length_sum[member], 2 * ref[:, 2])
+    assert int(params.cursor) == 6 % 4
     length = min(terminal_time, max_steps)
     np.testing.assert_array_equal(state.episode_length, np.full((2, 2), 48 % length))
+
+
+def test_refreshing_env_requires_carried_env_params():
+    static, _ = make_static(PoolEnv())
+    with pytest.raises(ValueError, match="carry_env_params"):
+        make_chunk_fn(static)
+
+
+def test_carried_env_params_pass_through_unchanged_without_refresh(cartpole_runs):
+    same = lambda out, given: np.testing.assert_array_equal(  # noqa: E731
+        out, np.asarray(given, np.asarray(out).dtype))
+    jax.tree.map(same, cartpole_runs["group"][1], cartpole_runs["env_params"])

@@ -66,7 +66,7 @@ def test_bad_shapes_and_actions_are_named():
     with pytest.raises(ValueError, match="obs_shape"):
         param_count(NetworkConfig("impala"), (64, 64), 15)
     with pytest.raises(ValueError, match="obs_shape"):
-        param_count(NetworkConfig("mnist_cnn"), (12, 12, 1), 10)
+        param_count(NetworkConfig("mnist_cnn"), (11, 12, 1), 10)
     with pytest.raises(ValueError, match="num_actions"):
         forward_flops(NetworkConfig("mlp"), (4,), 0)
 
@@ -80,6 +80,7 @@ COUNT_CASES = (
         for w, d, a in ((0.01, 1, "tanh"), (0.5, 3, "relu"), (1.0, 2, "tanh"), (3.3, 4, "tanh"))
     ]
     + [
+        (NetworkConfig("mnist_cnn", 0.2), (12, 13, 2), 3),
         (NetworkConfig("mlp", 0.7), (5, 3), 4),
         (NetworkConfig("impala", 1.0), PROCGEN, 15),
         (NetworkConfig("impala", 1 / 64, 1), PROCGEN, 15),

@@ -59,3 +59,21 @@ def test_train_rejects_bad_config_and_seed_count_before_compiling():
         train(TrainConfig(env="CartPole-v1", num_envs=0))
     with pytest.raises(ValueError, match="num_seeds"):
         train(TrainConfig(env="CartPole-v1"), num_seeds=0)
+
+
+def test_mnist_preset_scales_lr_as_inverse_sqrt_width():
+    base = PRESETS["MNIST-v0"]
+    for width in (0.0625, 0.125, 1.0, 4.0):
+        lr = TrainConfig.preset("MNIST-v0", width=width).lr
+        assert lr == pytest.approx(base["lr"] * (base["lr_ref_width"] / width) ** 0.5, rel=1e-12)
+    assert TrainConfig.preset("MNIST-v0", width=4.0, lr=0.1).lr == 0.1
+    assert TrainConfig.preset("MNIST-v0").lr == pytest.approx(base["lr"] * 0.125**0.5)
+
+
+def test_network_mismatch_fails_before_compiling():
+    from scalelab import train
+
+    with pytest.raises(ValueError, match="obs_shape"):
+        train(TrainConfig(env="CartPole-v1", network="mnist_cnn"), progress=False)
+    with pytest.raises(ValueError, match="depth"):
+        train(TrainConfig(env="CartPole-v1", network="mlp", activation="tanh", depth=0))

@@ -1,0 +1,352 @@
+"""The joint fit of the power law and a monotone score map, with bootstrap intervals.
+
+`fit_power_law` preprocesses the curves (`fitting.curves.prepare`), then minimises the
+objective of `fitting.objective` in float64 (inside `jax.enable_x64`, so the rest of the process
+stays float32) from many starting points inside one compiled program (BFGS from every start via
+`jax.lax.map`, then a vmapped Levenberg-Marquardt polish of the best; see `fitting.optimize` for
+why BFGS is mapped rather than vmapped), keeps the best, and — with bootstrap=B — refits B
+resamples of seeds or runs the same way in one program, warm-started from the best fit.
+
+Convergence is judged on the law's constants (ln alpha_N, ln alpha_E, D): the remaining
+Gauss-Newton step (JᵀJ)⁻¹Jᵀr must be below 1e-4 in them (0.01% of an alpha, far below any
+statistical uncertainty; a tighter test mostly measures how slowly the weakly determined ends
+of the score map settle), and they must be
+identifiable: JᵀJ profiled over the score map must be positive definite. BFGS status codes
+are reported but not trusted. Bootstrap resamples count as converged by the same step test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import warnings
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpy.typing import ArrayLike
+
+from fitting import law
+from fitting.bootstrap import Unit, choose_unit, percentile_intervals, resample
+from fitting.curves import Compute, LearningCurve, Prepared, prepare
+from fitting.objective import (
+    NUM_LAW,
+    FitData,
+    Residual,
+    knot_values,
+    residuals,
+    start_from_law,
+    terms,
+    unpack,
+)
+from fitting.optimize import MinimizeResult, bfgs, polish
+
+GTOL = 1e-9
+STEP_TOL = 1e-4
+PROFILE_EIG_TOL = 1e-9
+POLISHED = 8  # starts with the lowest loss after BFGS that get the LM polish
+BOOTSTRAP_MAXITER = 10  # resamples start at the full fit's optimum; LM does the rest
+START_RANGE = {"alpha": (0.05, 2.0), "D": (-5.0, 5.0)}
+
+
+class FitWarning(UserWarning):
+    """A fit result that needs care: non-convergence, odd curves or a poor fit."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PowerLawFit:
+    """Fitted I^(-beta) = (N_c/N)^alpha_N + (E_c/E)^alpha_E with its score map f: score → ln I.
+
+    N is in the units chosen by `compute` (params or FLOPs per interaction), E in interactions,
+    I in compute units (C = k·N·E). score_knots (K,) and log_intrinsic_knots (K,) define f
+    (piecewise linear, strictly increasing, end segments extended over score_range, the
+    lowest and highest fitted score). converged: see the module docstring. intervals:
+    name → (5th, 95th percentile) over converged bootstrap resamples (None without bootstrap);
+    bootstrap_samples: name → (B,) values with bootstrap_ok (B,) marking converged resamples.
+    n_starts_at_best: how many of the starts polished after BFGS (the 8 lowest) reached the
+    best loss (to 1e-7 relative); 1 suggests a rough loss landscape or too few iterations.
+    """
+
+    alpha_N: float
+    alpha_E: float
+    N_c: float
+    E_c: float
+    k: float
+    compute: str
+    residual: str
+    score_knots: np.ndarray
+    log_intrinsic_knots: np.ndarray
+    score_range: tuple[float, float]
+    converged: bool
+    loss: float
+    r2: float
+    grad_norm: float
+    gn_step: float
+    bfgs_status: int
+    n_starts: int
+    n_starts_at_best: int
+    n_models: int
+    n_points: int
+    warnings: tuple[str, ...] = ()
+    intervals: dict | None = None
+    bootstrap_samples: dict | None = None
+    bootstrap_ok: np.ndarray | None = None
+    resample_unit: str | None = None
+
+    @property
+    def beta(self) -> float:
+        """alpha_N·alpha_E / (alpha_N + alpha_E)."""
+        return float(law.beta(self.alpha_N, self.alpha_E))
+
+    @property
+    def size_exponent(self) -> float:
+        """alpha_E / (alpha_N + alpha_E): N_opt ∝ C^size_exponent."""
+        return float(law.size_exponent(self.alpha_N, self.alpha_E))
+
+    def intrinsic(self, score: ArrayLike) -> np.ndarray:
+        """I = exp(f(score)) in compute units (f's end segments extend to the fitted data's
+        score_range); nan outside score_range."""
+        r = np.asarray(score, dtype=np.float64)
+        inside = (r >= self.score_range[0]) & (r <= self.score_range[1])
+        y = _interp_extend(r, self.score_knots, self.log_intrinsic_knots)
+        return np.where(inside, np.exp(y), np.nan)
+
+    def predict(self, N: ArrayLike, E: ArrayLike) -> np.ndarray:
+        """The law's intrinsic performance I(N, E) (compute units); broadcasts N and E."""
+        return np.exp(law.log_intrinsic(N, E, self.alpha_N, self.alpha_E, self.N_c, self.E_c))
+
+    def predict_score(self, N: ArrayLike, E: ArrayLike) -> np.ndarray:
+        """f⁻¹(ln I(N, E)): the score the fit predicts; nan where I is outside f's range."""
+        score = _interp_extend(np.log(self.predict(N, E)), self.log_intrinsic_knots,
+                               self.score_knots)
+        inside = (score >= self.score_range[0]) & (score <= self.score_range[1])
+        return np.where(inside, score, np.nan)
+
+    def optimal_params(self, C: ArrayLike) -> np.ndarray:
+        """Compute-optimal model size N_opt(C) (units of N) for compute C."""
+        return law.optimal_params(C, self.alpha_N, self.alpha_E, self.N_c, self.E_c, self.k)
+
+    def to_dict(self) -> dict:
+        """JSON-safe summary: constants, intervals, diagnostics and the score map's knots."""
+        out = {
+            "alpha_N": self.alpha_N, "alpha_E": self.alpha_E, "beta": self.beta,
+            "N_c": self.N_c, "E_c": self.E_c, "size_exponent": self.size_exponent,
+            "k": self.k, "compute": self.compute, "residual": self.residual,
+            "converged": self.converged,
+            "loss": self.loss, "r2": self.r2, "grad_norm": self.grad_norm,
+            "gn_step": self.gn_step, "bfgs_status": self.bfgs_status,
+            "n_starts": self.n_starts, "n_starts_at_best": self.n_starts_at_best,
+            "n_models": self.n_models, "n_points": self.n_points,
+            "warnings": list(self.warnings),
+            "score_range": list(self.score_range),
+            "score_map": {"score": self.score_knots.tolist(),
+                          "log_intrinsic": self.log_intrinsic_knots.tolist()},
+        }
+        if self.intervals is not None:
+            out["intervals"] = {name: [lo, hi] for name, (lo, hi) in self.intervals.items()}
+            out["bootstrap"] = {"resamples": int(self.bootstrap_ok.size),
+                                "converged": int(self.bootstrap_ok.sum()),
+                                "unit": self.resample_unit}
+        return out
+
+
+def _interp_extend(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """np.interp with the end segments extended linearly beyond xp."""
+    y = np.interp(x, xp, fp)
+    lo = fp[0] + (x - xp[0]) * (fp[1] - fp[0]) / (xp[1] - xp[0])
+    hi = fp[-1] + (x - xp[-1]) * (fp[-1] - fp[-2]) / (xp[-1] - xp[-2])
+    return np.where(x < xp[0], lo, np.where(x > xp[-1], hi, y))
+
+
+@functools.partial(jax.jit, static_argnames=("maxiter", "lm_steps", "kind", "polished"))
+def _fit_starts(data: FitData, law_starts: jax.Array, maxiter: int, lm_steps: int,
+                kind: Residual, polished: int) -> tuple[MinimizeResult, jax.Array]:
+    """BFGS from every start, then LM on the `polished` lowest; returns their results (best
+    first) and the loss every start reached after BFGS."""
+    res = functools.partial(residuals, data=terms(data), kind=kind)
+    starts = jax.lax.map(lambda law3: bfgs(res, start_from_law(law3, data), gtol=GTOL,
+                                           maxiter=maxiter), law_starts)
+    order = jnp.argsort(starts.loss)[:polished]
+    chosen = jax.tree.map(lambda a: a[order], starts)
+    return jax.vmap(lambda s: polish(res, s, lm_steps))(chosen), starts.loss
+
+
+@functools.partial(jax.jit, static_argnames=("maxiter", "lm_steps", "kind"))
+def _fit_resamples(data: FitData, scores: jax.Array, weights: jax.Array, theta0: jax.Array,
+                   maxiter: int, lm_steps: int, kind: Residual) -> MinimizeResult:
+    def res(score: jax.Array, weight: jax.Array) -> Callable[[jax.Array], jax.Array]:
+        d = terms(data._replace(score=score, weight=weight))
+        return lambda th: residuals(th, d, kind)
+
+    starts = jax.lax.map(lambda sw: bfgs(res(*sw), theta0, gtol=GTOL, maxiter=maxiter),
+                         (scores, weights))
+    return jax.vmap(lambda score, weight, s: polish(res(score, weight), s, lm_steps))(
+        scores, weights, starts)
+
+
+def _profile_min_eig(jtj: np.ndarray) -> float:
+    """Smallest eigenvalue of JᵀJ profiled over the score map: the law constants' curvature
+    once f has adjusted to any change in them (Schur complement of the f block)."""
+    hll, hlf, hff = jtj[:NUM_LAW, :NUM_LAW], jtj[:NUM_LAW, NUM_LAW:], jtj[NUM_LAW:, NUM_LAW:]
+    profile = hll - hlf @ np.linalg.solve(hff, hlf.T)
+    return float(np.linalg.eigvalsh(0.5 * (profile + profile.T))[0])
+
+
+def _weighted_quantile_knots(score: np.ndarray, weight: np.ndarray,
+                             num: int) -> tuple[np.ndarray, np.ndarray]:
+    """Knots at the centres of `num` equal-weight score bins (weighted quantiles
+    (i + 1/2)/num); scores beyond the end knots use the end segments. Knots at the extreme
+    scores would leave end segments so narrow that noise, not the law, sets their slope."""
+    kept = weight > 0
+    r, w = score[kept], weight[kept]
+    order = np.argsort(r)
+    r, w = r[order], w[order]
+    cdf = (np.cumsum(w) - 0.5 * w) / w.sum()
+    p = (np.arange(num) + 0.5) / num
+    knots = np.interp(p, cdf, r)
+    keep = np.concatenate([[True], np.diff(knots) > 1e-9 * (r[-1] - r[0])])
+    knots, p = knots[keep], p[keep]
+    if knots.size < 3:
+        raise ValueError(f"the kept scores take too few distinct values ({knots.size} knots); "
+                         "the score map cannot be fitted")
+    return knots, p
+
+
+def _weighted_var(x: np.ndarray, w: np.ndarray) -> float:
+    return float(np.sum(w * (x - np.sum(w * x)) ** 2))
+
+
+class _Problem(NamedTuple):
+    data: FitData  # NumPy arrays, converted to float64 jax arrays inside enable_x64
+    log_n0: float
+    log_e0: float
+
+
+def _problem(prep: Prepared, knots: int, residual: Residual) -> _Problem:
+    weight = prep.weight / prep.weight.sum()
+    log_n = np.log(prep.sizes)
+    log_n0 = float(log_n.mean())
+    log_e0 = float(np.sum(weight * np.log(prep.interactions)))
+    u, v = log_n - log_n0, np.log(prep.interactions) - log_e0
+    score_knots, knot_p = _weighted_quantile_knots(prep.score, weight, knots)
+    target_var = (_weighted_var(prep.score, weight) if residual == "score"
+                  else _weighted_var(u[:, None] + v, weight))
+    return _Problem(FitData(u, v, prep.score, weight, score_knots, knot_p, 1.0 / target_var),
+                    log_n0, log_e0)
+
+
+def _r2(theta: np.ndarray, loss_value: float, prob: _Problem, residual: Residual) -> float:
+    """Fraction of the weighted variance of the residual's target (score, or f(score) = ln I)
+    that the fit explains."""
+    d = prob.data
+    if residual == "score":
+        target = d.score
+    else:
+        with jax.enable_x64(True):
+            vals = np.asarray(knot_values(jnp.asarray(theta)))
+        target = np.interp(d.score, d.knots, vals)
+    return 1.0 - loss_value / d.scale / _weighted_var(target, d.weight)
+
+
+def fit_power_law(curves: Sequence[LearningCurve], *, compute: Compute = "params",
+                  k: float = 1.0, exclude_fraction: float = 1 / 64, bootstrap: int = 0,
+                  seed: int = 0, smooth: float = 0.1, bin_width: float = 0.05,
+                  knots: int = 20, starts: int = 64, resample_unit: Unit = "auto",
+                  residual: Residual = "score", maxiter: int = 40,
+                  lm_steps: int = 100) -> PowerLawFit:
+    """Jointly fit alpha_N, alpha_E, N_c/E_c (N_c·E_c pinned by I = C) and a monotone f.
+
+    curves: learning curves of at least 3 model sizes (seeds of a size are averaged).
+    compute: N is "params" or "flops" (FLOPs per interaction). k: C = k·N·E.
+    exclude_fraction: drop points with E below this fraction of the curve's last E.
+    smooth: smoothing bandwidth in ln E (0 = none). bin_width: width in ln E of the bins that
+    kept points are merged into (0 = none); see `fitting.curves`. knots: knots of the score
+    map, at weighted quantiles of the kept scores. starts: random starting points (vmapped).
+    bootstrap: number of resamples (0 = none) of `resample_unit` ("auto", "seeds", "runs"; see
+    `fitting.bootstrap`), fitted vmapped. seed: seeds the starts and the resampling.
+    residual: "score" or "log_intrinsic" (see `fitting.objective`).
+    maxiter / lm_steps: BFGS iterations and Levenberg-Marquardt steps per start (resamples,
+    warm-started at the optimum, use at most 10 BFGS iterations).
+    Returns a PowerLawFit; problems (non-convergence, flat or non-monotone curves, a poor fit)
+    are listed in its `warnings` and raised as FitWarning.
+    """
+    for name, value, low in (("bootstrap", bootstrap, 0), ("starts", starts, 1),
+                             ("knots", knots, 3), ("maxiter", maxiter, 1),
+                             ("lm_steps", lm_steps, 1)):
+        if not isinstance(value, int | np.integer) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if not (np.isfinite(k) and k > 0):
+        raise ValueError(f"k must be finite and > 0, got {k}")
+    if residual not in ("score", "log_intrinsic"):
+        raise ValueError(f"residual must be 'score' or 'log_intrinsic', got {residual!r}")
+    prep = prepare(curves, compute, exclude_fraction, smooth, bin_width)
+    sizes = np.unique(prep.sizes)
+    if sizes.size < 3:
+        raise ValueError(f"the power law needs learning curves of at least 3 model sizes; got "
+                         f"{sizes.size} distinct {compute} value(s): {sizes.tolist()}")
+    prob = _problem(prep, knots, residual)
+    rng = np.random.default_rng(seed)
+    lo, hi = np.log(START_RANGE["alpha"])
+    law_starts = np.column_stack([rng.uniform(lo, hi, starts), rng.uniform(lo, hi, starts),
+                                  rng.uniform(*START_RANGE["D"], starts)])
+    with jax.enable_x64(True):
+        data = jax.tree.map(jnp.asarray, prob.data)
+        res, start_losses = jax.tree.map(np.asarray, _fit_starts(
+            data, jnp.asarray(law_starts), maxiter, lm_steps, residual, min(POLISHED, starts)))
+        best = int(np.argmin(res.loss))
+        theta = res.x[best]
+        knot_y = np.asarray(knot_values(jnp.asarray(theta)))
+        boot = None
+        if bootstrap:
+            unit = choose_unit(prep, resample_unit)
+            scores, weights = resample(prep, bootstrap, unit, rng)
+            weights /= weights.sum(axis=(1, 2), keepdims=True)
+            boot = jax.tree.map(np.asarray, _fit_resamples(
+                data, jnp.asarray(scores), jnp.asarray(weights), jnp.asarray(theta),
+                min(maxiter, BOOTSTRAP_MAXITER), lm_steps, residual))
+    notes = list(prep.warnings)
+    min_eig = _profile_min_eig(res.gauss_newton[best])
+    step = float(np.max(np.abs(res.step[best, :NUM_LAW])))
+    r2 = _r2(theta, float(res.loss[best]), prob, residual)
+    at_best = int(np.sum(res.loss <= res.loss[best] + 1e-7 * abs(res.loss[best]) + 1e-12))
+    identifiable = min_eig > PROFILE_EIG_TOL
+    converged = bool(np.isfinite(res.loss[best]) and step < STEP_TOL and identifiable)
+    if not identifiable:
+        notes.append(f"the law's constants are not identifiable from these data (profiled "
+                     f"Gauss-Newton eigenvalue {min_eig:.2g} <= {PROFILE_EIG_TOL:g})")
+    elif not converged:
+        notes.append(f"the fit did not converge: Gauss-Newton step {step:.2g} >= {STEP_TOL:g} "
+                     f"(BFGS status {int(res.bfgs_status[best])}, loss {res.loss[best]:.3g})")
+    if r2 < 0.9:
+        notes.append(f"the law explains only {r2:.1%} of the weighted variance of the {residual}")
+    log_k = float(np.log(k))
+    const = unpack(theta, prob.log_n0, prob.log_e0, log_k)
+    intervals = samples = ok = None
+    if boot is not None:
+        ok = np.isfinite(boot.loss) & (np.max(np.abs(boot.step[:, :NUM_LAW]), axis=1) < STEP_TOL)
+        c = unpack(boot.x, prob.log_n0, prob.log_e0, log_k)
+        samples = {"alpha_N": c["alpha_N"], "alpha_E": c["alpha_E"],
+                   "beta": law.beta(c["alpha_N"], c["alpha_E"]),
+                   "size_exponent": law.size_exponent(c["alpha_N"], c["alpha_E"]),
+                   "N_c": np.exp(c["log_N_c"]), "E_c": np.exp(c["log_E_c"])}
+        if ok.mean() < 0.95:
+            notes.append(f"only {int(ok.sum())} of {bootstrap} bootstrap resamples converged; "
+                         "intervals use those")
+        if ok.any():
+            intervals = percentile_intervals(samples, ok)
+    for note in notes:
+        warnings.warn(note, FitWarning, stacklevel=2)
+    return PowerLawFit(
+        alpha_N=float(const["alpha_N"]), alpha_E=float(const["alpha_E"]),
+        N_c=float(np.exp(const["log_N_c"])), E_c=float(np.exp(const["log_E_c"])), k=float(k),
+        compute=compute, residual=residual, score_knots=np.asarray(prob.data.knots),
+        score_range=(float(prep.score[prep.weight > 0].min()),
+                     float(prep.score[prep.weight > 0].max())),
+        log_intrinsic_knots=knot_y + log_k + prob.log_n0 + prob.log_e0, converged=converged,
+        loss=float(res.loss[best]), r2=r2, grad_norm=float(res.grad_inf[best]), gn_step=step,
+        bfgs_status=int(res.bfgs_status[best]), n_starts=starts, n_starts_at_best=at_best,
+        n_models=len(prep.groups), n_points=int(np.sum(prep.weight > 0)),
+        warnings=tuple(notes), intervals=intervals, bootstrap_samples=samples,
+        bootstrap_ok=ok, resample_unit=unit if bootstrap else None)

@@ -1,0 +1,142 @@
+"""Synthetic learning curves from known power-law constants, a known score map and noise.
+
+Used by the tests and the benchmark, and by researchers to check what a sweep design can
+resolve: generate curves with the sizes, interactions and seeds of the planned sweep, fit
+them, and compare the fitted constants (and their intervals) with the truth.
+
+Each point is score = g(ln I(N, E)) + noise·(high - low)·ε, ε ~ N(0, 1) i.i.d., where I is the
+law of `fitting.law` and g a monotone score map (by default logistic in ln I).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from fitting import law
+from fitting.curves import LearningCurve
+
+
+@dataclasses.dataclass(frozen=True)
+class LogisticScoreMap:
+    """score = low + (high - low) / (1 + exp(-(ln I - center) / width)), and its inverse."""
+
+    center: float
+    width: float
+    low: float = 0.0
+    high: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.width > 0 and self.high > self.low):
+            raise ValueError(f"need width > 0 and high > low, got width={self.width}, "
+                             f"low={self.low}, high={self.high}")
+
+    def __call__(self, log_intrinsic: ArrayLike) -> np.ndarray:
+        z = (np.asarray(log_intrinsic, float) - self.center) / self.width
+        return self.low + (self.high - self.low) / (1.0 + np.exp(-z))
+
+    def inverse(self, score: ArrayLike) -> np.ndarray:
+        """ln I for a score strictly between low and high."""
+        p = (np.asarray(score, float) - self.low) / (self.high - self.low)
+        return self.center + self.width * np.log(p / (1.0 - p))
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticLaw:
+    """Known constants of I^(-beta) = (N_c/N)^alpha_N + (E_c/E)^alpha_E with k·N_c·E_c on the
+    frontier constraint (check with `law.frontier_log_kNcEc`)."""
+
+    alpha_N: float
+    alpha_E: float
+    N_c: float
+    E_c: float
+    k: float = 1.0
+
+    @classmethod
+    def from_optimum(cls, alpha_N: float, alpha_E: float, C_ref: float, N_opt_ref: float,
+                     k: float = 1.0) -> SyntheticLaw:
+        """The law whose compute-optimal size at compute C_ref is N_opt_ref.
+
+        With L = ln(k·N_c·E_c) = -H(s)/beta and N_opt = P·C^s,
+        ln P = ln N_c + (ln(alpha_N/alpha_E) - alpha_E·L)/(alpha_N + alpha_E).
+        """
+        if not (alpha_N > 0 and alpha_E > 0):
+            raise ValueError(f"alphas must be > 0, got alpha_N={alpha_N}, alpha_E={alpha_E}")
+        big_l = float(law.frontier_log_kNcEc(alpha_N, alpha_E))
+        s = float(law.size_exponent(alpha_N, alpha_E))
+        log_nc = (math.log(N_opt_ref) - s * math.log(C_ref)
+                  - (math.log(alpha_N / alpha_E) - alpha_E * big_l) / (alpha_N + alpha_E))
+        log_ec = big_l - math.log(k) - log_nc
+        return cls(alpha_N, alpha_E, math.exp(log_nc), math.exp(log_ec), k)
+
+    def log_intrinsic(self, N: ArrayLike, E: ArrayLike) -> np.ndarray:
+        """ln I(N, E) of the law (compute units)."""
+        return law.log_intrinsic(N, E, self.alpha_N, self.alpha_E, self.N_c, self.E_c)
+
+
+@dataclasses.dataclass(frozen=True)
+class Design:
+    """A sweep design: model sizes (M,), logged interactions (T,), seeds per size."""
+
+    sizes: np.ndarray
+    interactions: np.ndarray
+    seeds: int = 3
+
+
+def default_design(num_sizes: int = 8, base_params: float = 1e5,
+                   size_range: tuple[float, float] = (1 / 64, 8.0), num_points: int = 200,
+                   max_interactions: float = 1e7, seeds: int = 3) -> Design:
+    """num_sizes sizes log-spaced over size_range × base_params; num_points evenly spaced
+    interactions up to max_interactions (as a trainer logs them)."""
+    sizes = np.geomspace(base_params * size_range[0], base_params * size_range[1], num_sizes)
+    inter = np.linspace(max_interactions / num_points, max_interactions, num_points)
+    return Design(sizes, inter, seeds)
+
+
+def law_for_design(alpha_N: float, alpha_E: float, design: Design, k: float = 1.0
+                   ) -> SyntheticLaw:
+    """A law whose frontier crosses the design: N_opt at the design's central compute
+    k·sqrt(N_min·N_max)·E_max/8 is the geometric-mean size."""
+    n_mid = float(np.sqrt(design.sizes.min() * design.sizes.max()))
+    c_ref = k * n_mid * float(design.interactions.max()) / 8
+    return SyntheticLaw.from_optimum(alpha_N, alpha_E, c_ref, n_mid, k)
+
+
+def logistic_map_for(true_law: SyntheticLaw, design: Design,
+                     exclude_fraction: float = 1 / 64) -> LogisticScoreMap:
+    """A logistic score map sending the 5th-95th percentile of the design's ln I (after early
+    exclusion) to scores 0.1-0.9."""
+    e = design.interactions[design.interactions >= exclude_fraction * design.interactions[-1]]
+    y = true_law.log_intrinsic(design.sizes[:, None], e[None, :])
+    lo, hi = np.percentile(y, [5, 95])
+    return LogisticScoreMap(center=0.5 * (lo + hi), width=(hi - lo) / (2 * math.log(9.0)))
+
+
+def make_curves(true_law: SyntheticLaw, design: Design, *, noise: float = 0.05,
+                score_map: Callable[[np.ndarray], np.ndarray] | None = None,
+                flops_per_param: float | None = None, seed: int = 0) -> list[LearningCurve]:
+    """One LearningCurve per (size, seed): score = score_map(ln I) + noise·ε.
+
+    noise: standard deviation of the i.i.d. Gaussian noise per point, as a fraction of the
+    score map's range (high - low; 1 for maps without those attributes).
+    score_map: monotone ln I → score; default `logistic_map_for(true_law, design)`.
+    flops_per_param: if given, flops_per_interaction = flops_per_param · params.
+    """
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    g = score_map if score_map is not None else logistic_map_for(true_law, design)
+    span = getattr(g, "high", 1.0) - getattr(g, "low", 0.0)
+    rng = np.random.default_rng(seed)
+    curves = []
+    for n in design.sizes:
+        clean = g(true_law.log_intrinsic(n, design.interactions))
+        for s in range(design.seeds):
+            score = clean + noise * span * rng.standard_normal(clean.shape)
+            flops = None if flops_per_param is None else flops_per_param * float(n)
+            curves.append(LearningCurve(float(n), design.interactions, score, seed=s,
+                                        flops_per_interaction=flops))
+    return curves
