@@ -110,7 +110,8 @@ class UpdateMetrics(NamedTuple):
     phase ran after this update, else 0; aux_kl (KL(π_pre‖π) after the phase, on its first
     minibatch of samples), aux_value_loss (mean ½(V_aux - R)²) are its diagnostics (0 elsewhere).
     noise_g2 / noise_trace: this update's unbiased estimates of |G|² and tr(Σ) of the PPO loss
-    gradient (`scalelab.algos.noise_scale`; 0 unless ChunkStatic.noise_scale).
+    gradient (`scalelab.algos.noise_scale`; 0 unless ChunkStatic.noise_scale). These have
+    defaults so that code building the PPO fields alone still works; the trainer fills all.
     """
 
     reward_sum: jax.Array
@@ -124,12 +125,12 @@ class UpdateMetrics(NamedTuple):
     clip_frac: jax.Array
     grad_norm: jax.Array
     lr: jax.Array
-    prox_kl: jax.Array
-    aux_phase: jax.Array
-    aux_kl: jax.Array
-    aux_value_loss: jax.Array
-    noise_g2: jax.Array
-    noise_trace: jax.Array
+    prox_kl: jax.Array | float = 0.0
+    aux_phase: jax.Array | float = 0.0
+    aux_kl: jax.Array | float = 0.0
+    aux_value_loss: jax.Array | float = 0.0
+    noise_g2: jax.Array | float = 0.0
+    noise_trace: jax.Array | float = 0.0
 
 
 @dataclass(frozen=True)

@@ -296,7 +296,9 @@ class RunResult:
 
 def window_means(chunk_metrics: UpdateMetrics, batch_size: int) -> dict[str, np.ndarray]:
     """Host-side reduction of one chunk's (M, K) metrics to per-member window values (M,)."""
-    m = {k: np.asarray(v, np.float64) for k, v in chunk_metrics._asdict().items()}
+    shape = np.shape(chunk_metrics.reward_sum)
+    m = {k: np.broadcast_to(np.asarray(v, np.float64), shape)
+         for k, v in chunk_metrics._asdict().items()}
     k = m["reward_sum"].shape[1]
     episodes = m["episodes"].sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
