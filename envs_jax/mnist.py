@@ -51,6 +51,14 @@ class MNISTEnv(environment.Environment[EnvState, EnvParams]):
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = path
 
+    # Equal envs share jit caches (`self` is a static argument of step/reset), so repeated
+    # make() calls do not recompile.
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.path))
+
     @property
     def default_params(self) -> EnvParams:
         """Params holding the MNIST training set found by `load_mnist(self.path)`."""

@@ -8,7 +8,6 @@ from typing import Any
 _REGISTRY: dict[str, Callable[..., tuple[Any, Any]]] = {}
 SCORE_KINDS = ("reward_per_step", "episode_return")
 _SCORE_KIND: dict[str, str] = {}
-_GYMNAX_PREFIX = "gymnax/"
 
 
 def register(

@@ -61,11 +61,16 @@ class FitData(NamedTuple):
 
 def law_y(theta: jax.Array, u: jax.Array, v: jax.Array) -> jax.Array:
     """Centred ln I of the constrained law at u (M,), v (M, T) → (M, T) (module docstring)."""
+    return _law_y(theta, u[:, None], v)
+
+
+def _law_y(theta: jax.Array, u: jax.Array, v: jax.Array) -> jax.Array:
+    """`law_y` at u and v of broadcast-compatible shapes."""
     a_n, a_e, d = jnp.exp(theta[0]), jnp.exp(theta[1]), theta[2]
     beta = a_n * a_e / (a_n + a_e)
     s = a_e / (a_n + a_e)
     entropy = -(s * jnp.log(s) + (1.0 - s) * jnp.log1p(-s))
-    return entropy / beta + d / a_e - jnp.logaddexp(-a_n * u[:, None], d - a_e * v) / beta
+    return entropy / beta + d / a_e - jnp.logaddexp(-a_n * u, d - a_e * v) / beta
 
 
 def knot_values(theta: jax.Array) -> jax.Array:
@@ -74,29 +79,53 @@ def knot_values(theta: jax.Array) -> jax.Array:
     return theta[NUM_LAW] + jnp.concatenate([jnp.zeros(1, theta.dtype), jnp.cumsum(inc)])
 
 
-def interp_linear(xp: jax.Array, fp: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Piecewise-linear interpolation through (xp (K,) increasing, fp (K,)) at x (...),
-    extrapolating the end segments; returns (value, slope of the segment used), each (...).
-    Built from one-hot products rather than gathers, so derivatives stay dense and cheap."""
+def interp_matrices(xp: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Matrices (value, slope), each (P, K), of piecewise-linear interpolation through knots
+    xp (K,) increasing at points x (P,), extrapolating the end segments: for knot values
+    fp (K,), value @ fp is the interpolant at x and slope @ fp the slope of the segment used.
+
+    With x in segment [x_i, x_{i+1}] and t = (x - x_i)/(x_{i+1} - x_i), row value = (1-t)·e_i
+    + t·e_{i+1} and row slope = (e_{i+1} - e_i)/(x_{i+1} - x_i). The segments depend only on
+    the data, so these are computed once per data set, not at every evaluation of θ.
+    """
     num = xp.shape[0]
-    idx = jnp.clip(jnp.sum(x[..., None] >= xp, axis=-1) - 1, 0, num - 2)
+    idx = jnp.clip(jnp.sum(x[:, None] >= xp, axis=-1) - 1, 0, num - 2)
     left = jax.nn.one_hot(idx, num, dtype=x.dtype)
     right = jax.nn.one_hot(idx + 1, num, dtype=x.dtype)
-    x0, x1, f0, f1 = left @ xp, right @ xp, left @ fp, right @ fp
-    slope = (f1 - f0) / (x1 - x0)
-    return f0 + (x - x0) * slope, slope
+    width = xp[idx + 1] - xp[idx]
+    t = (x - xp[idx]) / width
+    return left * (1.0 - t)[:, None] + right * t[:, None], (right - left) / width[:, None]
 
 
-def residuals(theta: jax.Array, data: FitData, kind: Residual = "score") -> jax.Array:
+class Terms(NamedTuple):
+    """FitData flattened over its P = M·T points for fast evaluation of the residuals:
+    u (P,), v (P,), sqrt_w (P,) = sqrt(scale·weight), value (P, K) and slope (P, K) the
+    interpolation matrices of the score map at the measured scores (`interp_matrices`)."""
+
+    u: jax.Array
+    v: jax.Array
+    sqrt_w: jax.Array
+    value: jax.Array
+    slope: jax.Array
+
+
+def terms(data: FitData) -> Terms:
+    """The Terms of `data` (computed once, outside any optimisation loop)."""
+    value, slope = interp_matrices(data.knots, data.score.ravel())
+    return Terms(jnp.broadcast_to(data.u[:, None], data.v.shape).ravel(), data.v.ravel(),
+                 jnp.sqrt(data.scale * data.weight).ravel(), value, slope)
+
+
+def residuals(theta: jax.Array, data: Terms, kind: Residual = "score") -> jax.Array:
     """Residuals whose sum of squares is L(θ): sqrt(scale·w)·r for the M·T points (r of the
-    module docstring for `kind`), then sqrt(λ)·Δ softplus(δ) for the K - 2 smoothness terms."""
-    f, slope = interp_linear(data.knots, knot_values(theta), data.score)
-    r = f - law_y(theta, data.u, data.v)
+    module docstring for `kind`), then sqrt(λ)·Δ softplus(δ) for the K - 2 smoothness terms.
+    data: `terms(FitData)`."""
+    vals = knot_values(theta)
+    r = data.value @ vals - _law_y(theta, data.u, data.v)
     if kind == "score":
-        r = r / slope
+        r = r / (data.slope @ vals)
     inc = jax.nn.softplus(theta[NUM_LAW + 1:])
-    return jnp.concatenate([(jnp.sqrt(data.scale * data.weight) * r).ravel(),
-                            jnp.sqrt(SMOOTHNESS) * jnp.diff(inc)])
+    return jnp.concatenate([data.sqrt_w * r, jnp.sqrt(SMOOTHNESS) * jnp.diff(inc)])
 
 
 def start_from_law(law3: jax.Array, data: FitData) -> jax.Array:

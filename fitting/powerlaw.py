@@ -2,9 +2,10 @@
 
 `fit_power_law` preprocesses the curves (`fitting.curves.prepare`), then minimises the
 objective of `fitting.objective` in float64 (inside `jax.enable_x64`, so the rest of the process
-stays float32) from many starting points at once (vmap of BFGS + Levenberg-Marquardt polish,
-`fitting.optimize`), keeps the best, and — with bootstrap=B — refits B resamples of seeds or
-runs, all vmapped, warm-started from the best fit.
+stays float32) from many starting points inside one compiled program (BFGS from every start via
+`jax.lax.map`, then a vmapped Levenberg-Marquardt polish of the best; see `fitting.optimize` for
+why BFGS is mapped rather than vmapped), keeps the best, and — with bootstrap=B — refits B
+resamples of seeds or runs the same way in one program, warm-started from the best fit.
 
 Convergence is judged on the law's constants (ln alpha_N, ln alpha_E, D): the remaining
 Gauss-Newton step (JᵀJ)⁻¹Jᵀr must be below 1e-4 in them (0.01% of an alpha, far below any
@@ -19,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
@@ -37,9 +38,10 @@ from fitting.objective import (
     knot_values,
     residuals,
     start_from_law,
+    terms,
     unpack,
 )
-from fitting.optimize import MinimizeResult, bfgs, minimize_polished, polish
+from fitting.optimize import MinimizeResult, bfgs, polish
 
 GTOL = 1e-9
 STEP_TOL = 1e-4
@@ -163,9 +165,9 @@ def _fit_starts(data: FitData, law_starts: jax.Array, maxiter: int, lm_steps: in
                 kind: Residual, polished: int) -> tuple[MinimizeResult, jax.Array]:
     """BFGS from every start, then LM on the `polished` lowest; returns their results (best
     first) and the loss every start reached after BFGS."""
-    res = functools.partial(residuals, data=data, kind=kind)
-    starts = jax.vmap(lambda law3: bfgs(res, start_from_law(law3, data), gtol=GTOL,
-                                        maxiter=maxiter))(law_starts)
+    res = functools.partial(residuals, data=terms(data), kind=kind)
+    starts = jax.lax.map(lambda law3: bfgs(res, start_from_law(law3, data), gtol=GTOL,
+                                           maxiter=maxiter), law_starts)
     order = jnp.argsort(starts.loss)[:polished]
     chosen = jax.tree.map(lambda a: a[order], starts)
     return jax.vmap(lambda s: polish(res, s, lm_steps))(chosen), starts.loss
@@ -174,12 +176,14 @@ def _fit_starts(data: FitData, law_starts: jax.Array, maxiter: int, lm_steps: in
 @functools.partial(jax.jit, static_argnames=("maxiter", "lm_steps", "kind"))
 def _fit_resamples(data: FitData, scores: jax.Array, weights: jax.Array, theta0: jax.Array,
                    maxiter: int, lm_steps: int, kind: Residual) -> MinimizeResult:
-    def one(score, weight):
-        d = data._replace(score=score, weight=weight)
-        return minimize_polished(lambda th: residuals(th, d, kind), theta0, gtol=GTOL,
-                                 maxiter=maxiter, lm_steps=lm_steps)
+    def res(score: jax.Array, weight: jax.Array) -> Callable[[jax.Array], jax.Array]:
+        d = terms(data._replace(score=score, weight=weight))
+        return lambda th: residuals(th, d, kind)
 
-    return jax.vmap(one)(scores, weights)
+    starts = jax.lax.map(lambda sw: bfgs(res(*sw), theta0, gtol=GTOL, maxiter=maxiter),
+                         (scores, weights))
+    return jax.vmap(lambda score, weight, s: polish(res(score, weight), s, lm_steps))(
+        scores, weights, starts)
 
 
 def _profile_min_eig(jtj: np.ndarray) -> float:

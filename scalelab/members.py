@@ -193,20 +193,25 @@ def _rollout(
 ) -> tuple[MemberState, _Transition, _EpisodeTotals]:
     """rollout_length steps of num_envs envs under the member's policy (time-major outputs)."""
     env_step = jax.vmap(static.env.step, in_axes=(0, 0, 0, None))
-    env_key = _stream_key(state.key, _STREAM_ENV, state.update_count + 1)
-    policy_key = _stream_key(state.key, _STREAM_POLICY, state.update_count)
-    step_keys = jnp.stack(
-        [jax.random.split(env_key, static.rollout_length),
-         jax.random.split(policy_key, static.rollout_length)], axis=1
+    shape = (static.rollout_length, static.num_envs)
+    # All of the rollout's randomness is drawn up front in two vectorized calls (cheaper than
+    # per-step draws inside the loop). Actions use the Gumbel-max trick: argmax(logits + G) is
+    # a sample of softmax(logits).
+    env_keys = jax.random.split(
+        _stream_key(state.key, _STREAM_ENV, state.update_count + 1), shape
+    )
+    gumbels = jax.random.gumbel(
+        _stream_key(state.key, _STREAM_POLICY, state.update_count), (*shape, static.env.num_actions)
     )
 
-    def step(carry, keys):
+    def step(carry, xs):
         env_state, obs, ep_ret, ep_len, totals = carry
+        keys, gumbel = xs
         logits, value = static.apply_fn(state.params, obs)
-        action = jax.random.categorical(keys[1], logits)
+        action = jnp.argmax(logits + gumbel, axis=-1)
         log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
         next_obs, env_state, reward, terminated, truncated, info = env_step(
-            jax.random.split(keys[0], static.num_envs), env_state, action, env_params
+            keys, env_state, action, env_params
         )
         # V(s') of the state reached, before auto-reset: the bootstrap for truncated episodes
         # (and equal to V(next_obs) wherever the episode goes on). Only the value tower is live.
@@ -233,7 +238,9 @@ def _rollout(
         jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32),
     )
     carry = (state.env_state, state.obs, state.episode_return, state.episode_length, zero_totals)
-    (env_state, obs, ep_ret, ep_len, totals), traj = lax.scan(step, carry, step_keys)
+    (env_state, obs, ep_ret, ep_len, totals), traj = lax.scan(
+        step, carry, (env_keys, gumbels)
+    )
     state = state.replace(
         env_state=env_state, obs=obs, episode_return=ep_ret, episode_length=ep_len
     )
@@ -291,39 +298,58 @@ def _member_update(
     return state, metrics
 
 
-def make_chunk_fn(
-    static: ChunkStatic,
-) -> Callable[[MemberState, MemberHparams, Any], tuple[MemberState, UpdateMetrics]]:
+def make_chunk_fn(static: ChunkStatic, carry_env_params: bool = False) -> Callable[..., tuple]:
     """chunk(member_state, hparams, env_params) -> (member_state, metrics), K = updates_per_chunk.
 
     member_state and hparams carry a leading member axis M; env_params is shared (not batched).
-    Every member advances K PPO updates inside one `lax.scan`; metrics fields are (M, K). If the
-    env has `refresh_levels(key, env_params)`, it is called once per update before the members'
-    rollouts (outside the member vmap, so the level pool stays one shared copy), keyed by
-    `level_seed` and the update index; the refreshed pool lives for the rest of the chunk.
+    Every member advances K PPO updates inside one `lax.scan`; metrics fields are (M, K).
+
+    Level pools: if the env has `refresh_levels(key, env_params)`, it is called once per update
+    before the members' rollouts (outside the member vmap, so the pool stays one shared copy),
+    keyed by `level_seed` and the update index. The pool is state that must persist across
+    chunks, so such envs need `carry_env_params=True`, which makes the chunk return
+    (member_state, env_params, metrics); pass the returned env_params to the next call (and
+    checkpoint them). Without a refresh hook, the returned env_params are the input ones.
     The returned function is pure and not jitted: wrap it in `jax.jit` (donating the state).
     """
+    refresh = getattr(static.env, "refresh_levels", None)
+    if refresh is not None and not carry_env_params:
+        raise ValueError(
+            f"carry_env_params: {type(static.env).__name__} refreshes a level pool, which must "
+            "persist across chunks; use make_chunk_fn(static, carry_env_params=True)"
+        )
     update_all = jax.vmap(
         lambda s, h, e: _member_update(static, s, h, e), in_axes=(0, 0, None)
     )
-    refresh = getattr(static.env, "refresh_levels", None)
     level_key = jax.random.PRNGKey(static.level_seed)
+
+    def run(state: MemberState, hparams: MemberHparams, env_params: Any) -> tuple:
+        if refresh is None:
+            def body(state, _):
+                return update_all(state, hparams, env_params)
+
+            state, metrics = lax.scan(body, state, None, length=static.updates_per_chunk)
+        else:
+            def body(carry, _):
+                state, env_params = carry
+                env_params = refresh(
+                    jax.random.fold_in(level_key, jnp.max(state.update_count)), env_params
+                )
+                state, metrics = update_all(state, hparams, env_params)
+                return (state, env_params), metrics
+
+            (state, env_params), metrics = lax.scan(
+                body, (state, env_params), None, length=static.updates_per_chunk
+            )
+        return state, env_params, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics)
+
+    if carry_env_params:
+        return run
 
     def chunk(
         state: MemberState, hparams: MemberHparams, env_params: Any
     ) -> tuple[MemberState, UpdateMetrics]:
-        def body(carry, _):
-            state, env_params = carry
-            if refresh is not None:
-                env_params = refresh(
-                    jax.random.fold_in(level_key, jnp.max(state.update_count)), env_params
-                )
-            state, metrics = update_all(state, hparams, env_params)
-            return (state, env_params), metrics
-
-        (state, _), metrics = lax.scan(
-            body, (state, env_params), None, length=static.updates_per_chunk
-        )
-        return state, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics)
+        state, _, metrics = run(state, hparams, env_params)
+        return state, metrics
 
     return chunk

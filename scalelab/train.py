@@ -29,11 +29,8 @@ from scalelab.members import (
 __all__ = [
     "PRESETS", "ChunkStatic", "MemberHparams", "MemberState", "RunResult", "TrainConfig",
     "UpdateMetrics", "build_static", "init_key", "init_members", "make_chunk_fn",
-    "member_root_keys", "train",
+    "member_root_keys", "prepare", "train", "PreparedRun", "execute", "window_means",
 ]
-
-_NETWORK_FAMILIES = ("mnist_cnn", "mlp", "impala")
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -85,13 +82,14 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raise ValueError naming the first bad field; return self when all fields are sound."""
         import envs_jax
+        from scalelab.networks import FAMILIES
 
         if not isinstance(self.env, str) or self.env not in envs_jax.registered_names():
             raise ValueError(f"env: unknown environment {self.env!r} (see `scalelab envs`)")
         if not isinstance(self.env_kwargs, dict):
             raise ValueError(f"env_kwargs: expected a dict, got {type(self.env_kwargs).__name__}")
-        if self.network is not None and self.network not in _NETWORK_FAMILIES:
-            raise ValueError(f"network: {self.network!r} is not one of {_NETWORK_FAMILIES}")
+        if self.network is not None and self.network not in FAMILIES:
+            raise ValueError(f"network: {self.network!r} is not one of {FAMILIES}")
         for name in ("num_envs", "rollout_length", "total_interactions", "update_epochs",
                      "num_minibatches", "updates_per_chunk"):
             _check_int(name, getattr(self, name), minimum=1)
@@ -121,8 +119,16 @@ class TrainConfig:
 
     @classmethod
     def preset(cls, env: str, **overrides: Any) -> TrainConfig:
-        """Recommended settings for `env` (see PRESETS; defaults elsewhere), then `overrides`."""
-        return cls(env=env, **{**PRESETS.get(env, {}), **overrides})
+        """Recommended settings for `env` (PRESETS; the dataclass defaults elsewhere), then
+        `overrides`. Where a preset names an `lr_ref_width` and lr is not overridden, lr follows
+        the paper's rule lr ∝ 1/sqrt(width): lr = preset lr * sqrt(lr_ref_width / width)."""
+        settings = dict(PRESETS.get(env, {}))
+        ref_width = settings.pop("lr_ref_width", None)
+        if ref_width is not None and "lr" not in overrides:
+            width = overrides.get("width", 1.0)
+            if isinstance(width, int | float) and width > 0:
+                settings["lr"] = settings["lr"] * math.sqrt(ref_width / width)
+        return cls(env=env, **{**settings, **overrides})
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -133,11 +139,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         anneal_lr=True, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01, vf_coef=0.5,
         max_grad_norm=0.5, adam_eps=1e-5,
     ),
-    # The paper's MNIST toy at horizon 1 (γ = 0, λ = 1: advantage = reward - V).
+    # The paper's MNIST toy at horizon 1 (γ = 0, λ = 1: advantage = reward - V). Small batches
+    # learn fastest per interaction: tuned at width 1/8 (lr 3e-3 reached 90% training accuracy
+    # in ~33k interactions there, vs ~130k for 64x64 rollouts at lr 1e-3).
     "MNIST-v0": dict(
-        num_envs=64, rollout_length=64, total_interactions=200_000, update_epochs=2,
-        num_minibatches=4, lr=1e-3, gamma=0.0, gae_lambda=1.0, ent_coef=0.01,
-        updates_per_chunk=4,
+        num_envs=32, rollout_length=32, total_interactions=65_536, update_epochs=2,
+        num_minibatches=2, lr=3e-3, lr_ref_width=0.125, gamma=0.0, gae_lambda=1.0,
+        ent_coef=0.01, updates_per_chunk=8,
     ),
 }
 
@@ -166,10 +174,10 @@ class RunResult:
     interactions (T,) int64: env steps per member at each log point. score (M, T): the env's
     score over the chunk that ends there (`score_kind` "reward_per_step": mean reward per step,
     i.e. training accuracy on MNIST-v0; "episode_return": mean return of the episodes that ended
-    in the chunk, NaN if none did). metrics: name -> (M, T) float64 window means of the
-    UpdateMetrics diagnostics plus reward_per_step, episode_return, episode_length. params: the
-    network's parameter count N; flops_per_interaction: its forward FLOPs per observation (policy
-    + value). final_params: trained parameters with a leading member axis.
+    in the chunk, NaN if none did). network: the resolved network family. params: its parameter
+    count N; flops_per_interaction: its forward FLOPs per observation (policy + value). metrics:
+    name -> (M, T) float64 window means of the UpdateMetrics diagnostics plus reward_per_step,
+    episode_return, episode_length. final_params: trained parameters, leading member axis.
     """
 
     config: TrainConfig
@@ -177,6 +185,7 @@ class RunResult:
     interactions: np.ndarray
     score: np.ndarray
     score_kind: str
+    network: str
     params: int
     flops_per_interaction: int
     metrics: dict[str, np.ndarray]
@@ -185,7 +194,7 @@ class RunResult:
     train_seconds: float
 
 
-def _window_means(chunk_metrics: UpdateMetrics, batch_size: int) -> dict[str, np.ndarray]:
+def window_means(chunk_metrics: UpdateMetrics, batch_size: int) -> dict[str, np.ndarray]:
     """Host-side reduction of one chunk's (M, K) metrics to per-member window values (M,)."""
     m = {k: np.asarray(v, np.float64) for k, v in chunk_metrics._asdict().items()}
     k = m["reward_sum"].shape[1]
@@ -240,6 +249,74 @@ def _default_family(obs_shape: tuple[int, ...]) -> str:
     return "mnist_cnn" if tuple(obs_shape) == (28, 28, 1) else "impala"
 
 
+@dataclass(frozen=True)
+class PreparedRun:
+    """A validated config turned into its environment, network and member structure.
+
+    seeds: the members' seeds; static: the chunk structure; hparams: (M,) per field;
+    chunk_sizes: updates per device call (full chunks, then a shorter remainder if any).
+    """
+
+    config: TrainConfig
+    seeds: tuple[int, ...]
+    env: Any
+    env_params: Any
+    obs_shape: tuple[int, ...]
+    net_cfg: Any
+    static: ChunkStatic
+    hparams: MemberHparams
+    chunk_sizes: tuple[int, ...]
+
+    def initial_state(self) -> MemberState:
+        """Freshly initialized members (params from each seed's init stream, envs reset)."""
+        from scalelab import networks
+
+        keys = member_root_keys(list(self.seeds))
+        params = jax.vmap(
+            lambda k: networks.init_params(
+                self.net_cfg, init_key(k), self.obs_shape, self.env.num_actions
+            )
+        )(keys)
+        return init_members(self.static, self.hparams, keys, params, self.env_params)
+
+    def compile(self, state: MemberState) -> dict[int, Any]:
+        """AOT-compiled chunk functions, one per distinct chunk size:
+        (state, hparams, env_params) -> (state, env_params, metrics), the state donated."""
+        return {
+            n: jax.jit(
+                make_chunk_fn(self.static.with_updates_per_chunk(n), carry_env_params=True),
+                donate_argnums=0,
+            ).lower(state, self.hparams, self.env_params).compile()
+            for n in sorted(set(self.chunk_sizes))
+        }
+
+
+def prepare(config: TrainConfig, num_seeds: int = 1) -> PreparedRun:
+    """Validate `config` (and num_seeds >= 1), then build env, network and chunk structure."""
+    config.validate()
+    _check_int("num_seeds", num_seeds, minimum=1)
+    import envs_jax
+
+    env, env_params = envs_jax.make(config.env, **config.env_kwargs)
+    obs_shape = tuple(env.observation_space(env_params).shape)
+    static, net_cfg = build_static(config, env, obs_shape)
+    k = static.updates_per_chunk
+    sizes = [k] * (config.num_updates // k)
+    if config.num_updates % k:
+        sizes.append(config.num_updates % k)
+    return PreparedRun(
+        config=config,
+        seeds=tuple(range(config.seed, config.seed + num_seeds)),
+        env=env,
+        env_params=env_params,
+        obs_shape=obs_shape,
+        net_cfg=net_cfg,
+        static=static,
+        hparams=MemberHparams.from_config(config, num_seeds),
+        chunk_sizes=tuple(sizes),
+    )
+
+
 def train(config: TrainConfig, num_seeds: int = 1, progress: bool = True) -> RunResult:
     """Train seeds config.seed .. config.seed+num_seeds-1 of `config` together, vmapped.
 
@@ -247,53 +324,45 @@ def train(config: TrainConfig, num_seeds: int = 1, progress: bool = True) -> Run
     updates_per_chunk (a shorter last chunk is compiled separately); the host reads each chunk's
     metrics while the next one runs, and shows a tqdm bar on stderr when `progress`.
     """
+    run = prepare(config, num_seeds)
+    state = run.initial_state()
+    t0 = time.perf_counter()
+    compiled = run.compile(state)
+    return execute(run, compiled, state, time.perf_counter() - t0, progress)
+
+
+def execute(
+    run: PreparedRun,
+    compiled: dict[int, Any],
+    state: MemberState,
+    compile_seconds: float = math.nan,
+    progress: bool = True,
+) -> RunResult:
+    """Run every chunk of `run` from `state` (donated) with `compiled` (from run.compile)."""
     from tqdm.auto import tqdm
 
     import envs_jax
     from scalelab import networks
 
-    config.validate()
-    _check_int("num_seeds", num_seeds, minimum=1)
-    env, env_params = envs_jax.make(config.env, **config.env_kwargs)
-    obs_shape = tuple(env.observation_space(env_params).shape)
-    static, net_cfg = build_static(config, env, obs_shape)
-    seeds = tuple(range(config.seed, config.seed + num_seeds))
-    keys = member_root_keys(list(seeds))
-    params = jax.vmap(
-        lambda k: networks.init_params(net_cfg, init_key(k), obs_shape, env.num_actions)
-    )(keys)
-    hparams = MemberHparams.from_config(config, num_seeds)
-    state = init_members(static, hparams, keys, params, env_params)
-
-    k = static.updates_per_chunk
-    sizes = [k] * (config.num_updates // k)
-    if config.num_updates % k:
-        sizes.append(config.num_updates % k)
-    t0 = time.perf_counter()
-    compiled = {
-        n: jax.jit(make_chunk_fn(static.with_updates_per_chunk(n)), donate_argnums=0)
-        .lower(state, hparams, env_params).compile()
-        for n in sorted(set(sizes))
-    }
-    compile_seconds = time.perf_counter() - t0
-
+    config = run.config
     kind = envs_jax.score_kind(config.env)
     score_name = "reward_per_step" if kind == "reward_per_step" else "episode_return"
     windows: list[dict[str, np.ndarray]] = []
     bar = tqdm(total=config.num_updates * config.batch_size, unit="step", unit_scale=True,
-               disable=not progress, desc=f"{config.env} x{num_seeds}")
+               disable=not progress, desc=f"{config.env} x{len(run.seeds)}")
 
     def record(n: int, metrics: UpdateMetrics) -> None:
-        windows.append(_window_means(metrics, config.batch_size))
+        windows.append(window_means(metrics, config.batch_size))
         bar.update(n * config.batch_size)
         finite = windows[-1][score_name][np.isfinite(windows[-1][score_name])]
         bar.set_postfix(score=f"{finite.mean():.4g}" if finite.size else "n/a")
 
     t0 = time.perf_counter()
     pending = None
-    for n in sizes:
+    env_params = run.env_params
+    for n in run.chunk_sizes:
         # Dispatch is asynchronous: the previous chunk's metrics are read while this one runs.
-        state, metrics = compiled[n](state, hparams, env_params)
+        state, env_params, metrics = compiled[n](state, run.hparams, env_params)
         if pending is not None:
             record(*pending)
         pending = (n, metrics)
@@ -303,14 +372,16 @@ def train(config: TrainConfig, num_seeds: int = 1, progress: bool = True) -> Run
     bar.close()
 
     stacked = {name: np.stack([w[name] for w in windows], axis=1) for name in windows[0]}
+    num_actions = run.env.num_actions
     return RunResult(
         config=config,
-        seeds=seeds,
-        interactions=np.cumsum(sizes, dtype=np.int64) * config.batch_size,
+        seeds=run.seeds,
+        interactions=np.cumsum(run.chunk_sizes, dtype=np.int64) * config.batch_size,
         score=stacked[score_name],
         score_kind=kind,
-        params=networks.param_count(net_cfg, obs_shape, env.num_actions),
-        flops_per_interaction=networks.forward_flops(net_cfg, obs_shape, env.num_actions),
+        network=run.net_cfg.family,
+        params=networks.param_count(run.net_cfg, run.obs_shape, num_actions),
+        flops_per_interaction=networks.forward_flops(run.net_cfg, run.obs_shape, num_actions),
         metrics=stacked,
         final_params=state.params,
         compile_seconds=compile_seconds,

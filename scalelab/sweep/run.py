@@ -241,12 +241,12 @@ def _to_host(tree: Any) -> Any:
 
 def _log_points(metrics: Any, plan: Plan, chunk: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Window means over each `log_interval` updates: name -> (slots, K/L); update (K/L,)."""
-    from scalelab.train import _window_means
+    from scalelab.train import window_means
 
     k, li = plan.spec.updates_per_chunk, plan.spec.log_interval
     slots = metrics.reward_sum.shape[0]
     windows = jax.tree.map(lambda x: np.asarray(x).reshape(slots * (k // li), li), metrics)
-    means = _window_means(windows, plan.interactions_per_update)
+    means = window_means(windows, plan.interactions_per_update)
     # the trainer's "lr" is the step size used (annealed or not); the member's lr keeps its name
     out = {_RENAMED.get(name, name): v.reshape(slots, k // li) for name, v in means.items()}
     updates = chunk * k + li * np.arange(1, k // li + 1)

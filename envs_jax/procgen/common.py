@@ -1,0 +1,557 @@
+"""Shared machinery of the Procgen-like games: level pool, auto-reset, actions, rendering helpers.
+
+How a game plugs in
+-------------------
+A game subclasses `ProcgenGame` and provides:
+
+* `game_seed` (class attribute, int): level i is generated from
+  `jax.random.fold_in(jax.random.PRNGKey(game_seed), i)`, so it is the same level on every run.
+* `generate_level(key, level_id, params) -> Level`: a pure, jittable function of the level key
+  (a pytree of fixed-shape arrays; it must carry everything the start state needs). It may
+  read only `params.distribution_mode`: generators are compiled once per mode.
+* `start_state(level, level_id, params) -> State`: the first state of an episode on `level`.
+  `State` is a `flax.struct.dataclass` with at least `time: jnp.int32` and `level_id: jnp.int32`.
+* `game_step(key, state, action, params) -> (state, reward float32, terminated bool)`: one step
+  of the dynamics WITHOUT auto-reset and without touching `time` (the base class counts time,
+  truncates at `params.max_steps_in_episode` and resets from the pool).
+* `render(state, params) -> uint8 (64, 64, 3)` and `symbolic(state) -> dict[str, jax.Array]`.
+* a params class deriving from `ProcgenParams` (set the game's time limit as default) and a
+  factory for the registry: `params = game.make_params(**overrides)` fills the level pool.
+
+Resets never generate a level: `params.pool_levels` holds `pool_size` pre-generated levels (a
+Level pytree with a leading pool axis), and a reset gathers one at a uniformly random slot.
+When `0 < num_levels <= pool_size` the pool holds every level of the split (slot j holds level
+`start_level + j` for j < num_levels) and refreshing is a no-op; otherwise every slot holds an
+independently drawn level id and `refresh_levels(key, params)` regenerates `refresh_size` slots
+(a ring cursor), which the trainer calls once per rollout inside the compiled program. Either
+way the level of each reset is marginally distributed exactly as a freshly drawn level.
+
+Rendering helpers work separably: a view maps each output column to a world x (tile index and
+sub-tile sprite texel) and each row to a world y, so drawing a tile grid is two axis gathers
+and one lookup per pixel into a packed RGBA table (`pack_sprites`); layers are composited with
+`over` and unpacked once. No per-pixel Python, no scatter; XLA's CPU gathers cost ~10 ns per
+element, so a game should do about two table lookups per pixel.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Generic, NamedTuple, TypeVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from gymnax.environments import environment, spaces
+
+# Procgen's 15 actions, in the original's `combos` order. Index a < 9 is a move with
+# x = a // 3 - 1 and y = a % 3 - 1; indices 9..14 are special keys (no move).
+COMBOS: tuple[tuple[str, ...], ...] = (
+    ("LEFT", "DOWN"),
+    ("LEFT",),
+    ("LEFT", "UP"),
+    ("DOWN",),
+    (),
+    ("UP",),
+    ("RIGHT", "DOWN"),
+    ("RIGHT",),
+    ("RIGHT", "UP"),
+    ("D",),
+    ("A",),
+    ("W",),
+    ("S",),
+    ("Q",),
+    ("E",),
+)
+NUM_ACTIONS = len(COMBOS)
+OBS_SIZE = 64
+SPRITE_RES = 8  # sprites are SPRITE_RES x SPRITE_RES texels, stretched over their box
+LEVEL_ID_MAX = 2**31 - 1  # num_levels = 0 draws ids uniformly from [0, LEVEL_ID_MAX)
+DISTRIBUTION_MODES = ("easy", "hard")
+GENERATE_CHUNK = 32  # levels per compiled generator call outside traced code
+
+
+def action_xy(action: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Movement of a Procgen action: (x, y) in {-1, 0, 1} each, int32; special keys give (0, 0).
+
+    action: int scalar (or array) in [0, 15). y = +1 is UP.
+    """
+    action = jnp.asarray(action, jnp.int32)
+    move = jnp.where(action < 9, action, 4)
+    return move // 3 - 1, move % 3 - 1
+
+
+def special_key(action: jax.Array) -> jax.Array:
+    """Special key of a Procgen action: 0 for moves, 1..6 for D, A, W, S, Q, E (int32)."""
+    action = jnp.asarray(action, jnp.int32)
+    return jnp.where(action >= 9, action - 8, 0)
+
+
+@struct.dataclass
+class ProcgenParams(environment.EnvParams):
+    """Parameters shared by every Procgen-like game.
+
+    Static (Python) fields fix shapes and the level split; `pool_*` are the shared, read-only
+    level pool (passed once to the trainer, never per member) and its ring cursor.
+    """
+
+    max_steps_in_episode: int = 1000
+    distribution_mode: str = struct.field(pytree_node=False, default="easy")
+    num_levels: int = struct.field(pytree_node=False, default=0)
+    start_level: int = struct.field(pytree_node=False, default=0)
+    pool_size: int = struct.field(pytree_node=False, default=1024)
+    refresh_size: int = struct.field(pytree_node=False, default=128)
+    pool_seed: int = struct.field(pytree_node=False, default=0)
+    pool_levels: Any = None
+    pool_ids: Any = None
+    pool_cursor: Any = None
+
+
+def validate_params(params: ProcgenParams) -> None:
+    """Raise ValueError naming the first bad field of `params`."""
+    if params.distribution_mode not in DISTRIBUTION_MODES:
+        raise ValueError(
+            f"distribution_mode must be one of {DISTRIBUTION_MODES}, "
+            f"got {params.distribution_mode!r}"
+        )
+    for name in ("num_levels", "start_level", "pool_seed"):
+        value = getattr(params, name)
+        if not isinstance(value, int | np.integer) or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    if params.start_level + params.num_levels > LEVEL_ID_MAX:
+        raise ValueError(
+            f"start_level + num_levels must be <= {LEVEL_ID_MAX}, "
+            f"got {params.start_level} + {params.num_levels}"
+        )
+    if not isinstance(params.pool_size, int | np.integer) or params.pool_size < 1:
+        raise ValueError(f"pool_size must be a positive int, got {params.pool_size!r}")
+    if (
+        not isinstance(params.refresh_size, int | np.integer)
+        or params.refresh_size < 1
+        or params.pool_size % params.refresh_size
+    ):
+        raise ValueError(
+            f"refresh_size must be a positive divisor of pool_size={params.pool_size}, "
+            f"got {params.refresh_size!r}"
+        )
+    if not isinstance(params.max_steps_in_episode, int | np.integer) or (
+        params.max_steps_in_episode < 1
+    ):
+        raise ValueError(
+            f"max_steps_in_episode must be a positive int, got {params.max_steps_in_episode!r}"
+        )
+
+
+def pool_holds_all_levels(params: ProcgenParams) -> bool:
+    """True when the pool stores the whole finite level split (refresh is then a no-op)."""
+    return 0 < params.num_levels <= params.pool_size
+
+
+def draw_level_ids(key: jax.Array, n: int, params: ProcgenParams) -> jax.Array:
+    """n level ids (int32): `start_level + U{0..num_levels-1}`, or U{0..2^31-2} if num_levels=0."""
+    if params.num_levels > 0:
+        return params.start_level + jax.random.randint(key, (n,), 0, params.num_levels)
+    return jax.random.randint(key, (n,), 0, LEVEL_ID_MAX)
+
+
+S = TypeVar("S")
+L = TypeVar("L")
+
+
+class ProcgenGame(environment.Environment, Generic[S, L]):
+    """Base class of the Procgen-like games: pool-based auto-reset, spaces, time limit."""
+
+    game_seed: int = 0
+    params_cls: type[ProcgenParams] = ProcgenParams
+    # Observation after an auto-reset: render the selected state (True) or render the fresh
+    # start separately and select pixels (False). Same frames; which compiles faster on XLA
+    # CPU depends on the game (FruitBot: True ~2.5x faster steps; CoinRun: False ~2x).
+    render_selected_state: bool = False
+
+    # ---- to be provided by each game -------------------------------------------------------
+    def generate_level(self, key: jax.Array, level_id: jax.Array, params: ProcgenParams) -> L:
+        """A level from its key (see `level_key`); pure and jittable."""
+        raise NotImplementedError
+
+    def start_state(self, level: L, level_id: jax.Array, params: ProcgenParams) -> S:
+        """First state of an episode on `level`."""
+        raise NotImplementedError
+
+    def game_step(
+        self, key: jax.Array, state: S, action: jax.Array, params: ProcgenParams
+    ) -> tuple[S, jax.Array, jax.Array]:
+        """(next state, reward float32, terminated bool); no reset, no time counting."""
+        raise NotImplementedError
+
+    def render(self, state: S, params: ProcgenParams) -> jax.Array:
+        """Observation uint8 (64, 64, 3)."""
+        raise NotImplementedError
+
+    def symbolic(self, state: S) -> dict[str, jax.Array]:
+        """The state as small arrays, for debugging."""
+        raise NotImplementedError
+
+    # ---- levels and the pool ---------------------------------------------------------------
+    def level_key(self, level_id: jax.Array) -> jax.Array:
+        """PRNG key of level `level_id`: fold_in(PRNGKey(game_seed), level_id)."""
+        return jax.random.fold_in(jax.random.PRNGKey(self.game_seed), level_id)
+
+    def level(self, level_id: jax.Array, params: ProcgenParams) -> L:
+        """Generate level `level_id` (the same on every run and device)."""
+        level_id = jnp.asarray(level_id, jnp.int32)
+        return self.generate_level(self.level_key(level_id), level_id, params)
+
+    def _generate_many(self, ids: jax.Array, params: ProcgenParams) -> L:
+        static = ProcgenParams(distribution_mode=params.distribution_mode)
+        return jax.vmap(lambda i: self.level(i, static))(ids)
+
+    def generate_levels(self, ids: jax.Array, params: ProcgenParams) -> L:
+        """Levels for ids int (n,), stacked on a leading axis (host-side helper, not traced).
+
+        Generation may depend only on `distribution_mode` (never on the split or pool fields),
+        so one compiled generator of GENERATE_CHUNK levels serves every split and pool size.
+        """
+        static = ProcgenParams(distribution_mode=params.distribution_mode)
+        cache = self.__dict__.setdefault("_generate_cache", {})
+        if static not in cache:
+            cache[static] = jax.jit(partial(self._generate_many, params=static))
+        ids = np.asarray(ids, np.int32).reshape(-1)
+        padded = np.resize(ids, -(-len(ids) // GENERATE_CHUNK) * GENERATE_CHUNK)
+        chunks = [cache[static](c) for c in padded.reshape(-1, GENERATE_CHUNK)]
+        return jax.tree.map(lambda *c: jnp.concatenate(c)[: len(ids)], *chunks)
+
+    def make_params(self, **overrides: Any) -> ProcgenParams:
+        """Default params with `overrides` applied, validated, with the level pool filled."""
+        fields = self.params_cls.__dataclass_fields__
+        unknown = sorted(set(overrides) - set(fields) - {"pool_levels", "pool_ids"})
+        bad = unknown or sorted({"pool_levels", "pool_ids", "pool_cursor"} & set(overrides))
+        if bad:
+            raise ValueError(f"{self.name}: unknown or non-settable env params {bad}")
+        params = self.params_cls(**overrides)
+        validate_params(params)
+        if pool_holds_all_levels(params):
+            slots = jnp.arange(params.pool_size, dtype=jnp.int32) % params.num_levels
+            ids = params.start_level + slots
+        else:
+            key = jax.random.fold_in(jax.random.PRNGKey(self.game_seed + 1), params.pool_seed)
+            ids = draw_level_ids(key, params.pool_size, params)
+        ids = ids.astype(jnp.int32)
+        levels = self.generate_levels(ids, params)
+        return params.replace(pool_levels=levels, pool_ids=ids, pool_cursor=jnp.int32(0))
+
+    @property
+    def default_params(self) -> ProcgenParams:
+        # Generating the pool is costly; cache the default on the instance.
+        if getattr(self, "_default_params", None) is None:
+            self._default_params = self.make_params()
+        return self._default_params
+
+    def refresh_levels(self, key: jax.Array, params: ProcgenParams) -> ProcgenParams:
+        """Regenerate `refresh_size` pool slots (a ring) from fresh level ids; pure, jittable.
+
+        No-op when the pool already holds every level of a finite split.
+        """
+        if pool_holds_all_levels(params):
+            return params
+        n = params.refresh_size
+        ids = draw_level_ids(key, n, params).astype(jnp.int32)
+        fresh = self._generate_many(ids, params)
+        start = params.pool_cursor
+
+        def put(pool: jax.Array, new: jax.Array) -> jax.Array:
+            index = (start,) + (0,) * (pool.ndim - 1)
+            return jax.lax.dynamic_update_slice(pool, new.astype(pool.dtype), index)
+
+        return params.replace(
+            pool_levels=jax.tree.map(put, params.pool_levels, fresh),
+            pool_ids=put(params.pool_ids, ids),
+            pool_cursor=(start + n) % params.pool_size,
+        )
+
+    def _num_slots(self, params: ProcgenParams) -> int:
+        return params.num_levels if pool_holds_all_levels(params) else params.pool_size
+
+    def sample_start(self, key: jax.Array, params: ProcgenParams) -> S:
+        """Start state on a uniformly random pool slot (a gather, no generation)."""
+        slot = jax.random.randint(key, (), 0, self._num_slots(params))
+        level = jax.tree.map(lambda a: a[slot], params.pool_levels)
+        return self.start_state(level, params.pool_ids[slot], params)
+
+    # ---- gymnax API ------------------------------------------------------------------------
+    def reset_env(self, key: jax.Array, params: ProcgenParams) -> tuple[jax.Array, S]:
+        state = self.sample_start(key, params)
+        return self.render(state, params), state
+
+    def step_env(self, key, state, action, params):
+        nxt, reward, terminated = self.game_step(key, state, action, params)
+        nxt = nxt.replace(time=state.time + 1)
+        return self.render(nxt, params), nxt, reward, terminated, {}
+
+    @partial(jax.jit, static_argnames=("self",))
+    def step(
+        self,
+        key: jax.Array,
+        state: S,
+        action: jax.Array,
+        params: ProcgenParams | None = None,
+    ) -> tuple[jax.Array, S, jax.Array, jax.Array, jax.Array, dict[str, Any]]:
+        """One step with auto-reset from the pool.
+
+        Returns (obs, state, reward, terminated, truncated, info); `info["final_observation"]`
+        is the observation of the pre-reset state (equal to obs unless the episode ended).
+        Truncation means the time limit was hit without a natural termination.
+        """
+        if params is None:
+            params = self.default_params
+        k_game, k_reset = jax.random.split(key)
+        nxt, reward, terminated = self.game_step(k_game, state, action, params)
+        nxt = nxt.replace(time=state.time + 1)
+        terminated = jnp.asarray(terminated, jnp.bool_)
+        truncated = jnp.logical_and(nxt.time >= params.max_steps_in_episode, ~terminated)
+        done = jnp.logical_or(terminated, truncated)
+        fresh = self.sample_start(k_reset, params)
+        new_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, nxt)
+        final_obs = self.render(nxt, params)
+        if self.render_selected_state:
+            obs = self.render(new_state, params)
+        else:
+            obs = jnp.where(done, self.render(fresh, params), final_obs)
+        info = {"terminated": terminated, "truncated": truncated, "final_observation": final_obs}
+        return obs, new_state, jnp.asarray(reward, jnp.float32), terminated, truncated, info
+
+    @property
+    def num_actions(self) -> int:
+        return NUM_ACTIONS
+
+    def action_space(self, params: ProcgenParams | None = None) -> spaces.Discrete:
+        return spaces.Discrete(NUM_ACTIONS)
+
+    def observation_space(self, params: ProcgenParams | None = None) -> spaces.Box:
+        return spaces.Box(0, 255, (OBS_SIZE, OBS_SIZE, 3), jnp.uint8)
+
+
+# ---- rendering helpers ---------------------------------------------------------------------
+
+
+class AxisView(NamedTuple):
+    """Per output pixel along one axis: world tile index, sprite texel index, world coordinate.
+
+    tile: int32 (64,); texel: int32 (64,) in [0, SPRITE_RES); coord: float32 (64,).
+    """
+
+    tile: jax.Array
+    texel: jax.Array
+    coord: jax.Array
+
+
+def axis_view(center: jax.Array, visibility: float, flip: bool) -> AxisView:
+    """Map the 64 pixels of one screen axis to world coordinates around `center`.
+
+    Pixel p covers world coordinate w(p) = center - v/2 + (p + 1/2) v / 64 (v = visibility in
+    tiles); with `flip` (the vertical axis: row 0 at the top, world y up) w(p) = center + v/2 -
+    (p + 1/2) v / 64 and texels count from the tile's top edge.
+    """
+    p = jnp.arange(OBS_SIZE, dtype=jnp.float32) + 0.5
+    scale = visibility / OBS_SIZE
+    coord = center + visibility / 2 - p * scale if flip else center - visibility / 2 + p * scale
+    tile = jnp.floor(coord)
+    frac = coord - tile
+    if flip:
+        frac = 1.0 - frac
+    texel = jnp.clip(jnp.floor(frac * SPRITE_RES), 0, SPRITE_RES - 1).astype(jnp.int32)
+    return AxisView(tile.astype(jnp.int32), texel, coord)
+
+
+def grid_lookup(grid: jax.Array, xs: AxisView, ys: AxisView, outside: int) -> jax.Array:
+    """Tile type under every pixel: int32 (64, 64), `outside` where the view leaves the grid.
+
+    grid: (H, W) int tile types indexed [y, x] (y up). Two axis gathers, no scatter.
+    """
+    h, w = grid.shape
+    rows = jnp.take(grid, jnp.clip(ys.tile, 0, h - 1), axis=0)
+    types = jnp.take(rows, jnp.clip(xs.tile, 0, w - 1), axis=1).astype(jnp.int32)
+    inside = ((ys.tile >= 0) & (ys.tile < h))[:, None] & ((xs.tile >= 0) & (xs.tile < w))[None, :]
+    return jnp.where(inside, types, outside)
+
+
+def tile_texels(types: jax.Array, xs: AxisView, ys: AxisView) -> jax.Array:
+    """Texel index of every pixel into a stack of tile sprites: int32 (64, 64).
+
+    index = type * S^2 + texel_row * S + texel_col (S = SPRITE_RES), i.e. a flat index into
+    sprites (T, S, S) stored contiguously (see `pack_sprites`).
+    """
+    return (types * SPRITE_RES + ys.texel[:, None]) * SPRITE_RES + xs.texel[None, :]
+
+
+def box_texels(
+    lo: jax.Array, hi: jax.Array, view: AxisView, flip: bool
+) -> tuple[jax.Array, jax.Array]:
+    """Which pixels of one axis lie in the world interval [lo, hi), and their sprite texel.
+
+    lo, hi: float (...,) -> (inside bool (..., 64), texel int32 (..., 64)); texels count from
+    `hi` downwards when `flip` (screen rows).
+    """
+    lo = jnp.asarray(lo)[..., None]
+    hi = jnp.asarray(hi)[..., None]
+    inside = (view.coord >= lo) & (view.coord < hi)
+    frac = (view.coord - lo) / (hi - lo)
+    if flip:
+        frac = 1.0 - frac
+    texel = jnp.clip(jnp.floor(frac * SPRITE_RES), 0, SPRITE_RES - 1).astype(jnp.int32)
+    return inside, texel
+
+
+def box_cover(
+    x: jax.Array, y: jax.Array, rx: float, ry: float, xs: AxisView, ys: AxisView
+) -> tuple[jax.Array, jax.Array]:
+    """Pixels covered by the world box [x - rx, x + rx) x [y - ry, y + ry) and their texels.
+
+    Returns (cover bool (64, 64), texel int32 (64, 64) = row * S + col within a sprite that is
+    stretched over the box). Separable: one row test and one column test.
+    """
+    in_x, tx = box_texels(x - rx, x + rx, xs, flip=False)
+    in_y, ty = box_texels(y - ry, y + ry, ys, flip=True)
+    return in_y[:, None] & in_x[None, :], ty[:, None] * SPRITE_RES + tx[None, :]
+
+
+def pack_sprites(*groups: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Stack RGBA sprite arrays (..., S, S, 4) into one packed colour table.
+
+    Returns (table uint32 (N,), offsets): texel flat index i of group g (over its leading axes
+    and S x S) is at row offsets[g] + i, packed as R | G << 8 | B << 16 | A << 24. A packed
+    table turns a texel lookup into one 4-byte gather instead of four 1-byte ones.
+    """
+    flat = [np.asarray(g, np.uint8).reshape(-1, 4) for g in groups]
+    offsets = np.cumsum([0] + [len(f) for f in flat[:-1]]).tolist()
+    table = np.concatenate(flat).astype(np.uint32)
+    packed = table[:, 0] | table[:, 1] << 8 | table[:, 2] << 16 | table[:, 3] << 24
+    return packed.astype(np.uint32), offsets
+
+
+def pack_rgb(rgb: jax.Array) -> jax.Array:
+    """Opaque packed colour(s) uint32 from RGB uint8 (..., 3)."""
+    c = rgb.astype(jnp.uint32)
+    return c[..., 0] | c[..., 1] << 8 | c[..., 2] << 16 | jnp.uint32(255 << 24)
+
+
+def over(top: jax.Array, bottom: jax.Array) -> jax.Array:
+    """Composite packed colours: `top` where its alpha is non-zero, else `bottom`."""
+    return jnp.where(top >> 24 != 0, top, bottom)
+
+
+def unpack_rgb(packed: jax.Array) -> jax.Array:
+    """RGB uint8 (..., 3) from packed colours uint32 (...)."""
+    shifts = jnp.array([0, 8, 16], jnp.uint32)
+    return ((packed[..., None] >> shifts) & 0xFF).astype(jnp.uint8)
+
+
+def shade(rgb: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
+    """An RGB colour scaled by `factor` and clipped to [0, 255]."""
+    return tuple(int(np.clip(round(c * factor), 0, 255)) for c in rgb)
+
+
+def shape_mask(shape: str) -> np.ndarray:
+    """A bool (SPRITE_RES, SPRITE_RES) mask of a simple shape, row 0 at the top.
+
+    Shapes: box, frame (box border), disc, diamond, saw (half disc with teeth), triangle,
+    half (lower half box), blob (rounded lower body with two eye holes), person.
+    """
+    n = SPRITE_RES
+    c = (np.arange(n) + 0.5) / n
+    y, x = np.meshgrid(c, c, indexing="ij")
+    masks = {
+        "box": np.ones((n, n), bool),
+        "frame": (x < 0.2) | (x > 0.8) | (y < 0.2) | (y > 0.8) | (np.abs(x - y) < 0.13),
+        "disc": (x - 0.5) ** 2 + (y - 0.5) ** 2 < 0.22,
+        "diamond": np.abs(x - 0.5) + np.abs(y - 0.5) < 0.5,
+        "saw": ((x - 0.5) ** 2 + (y - 1.0) ** 2 < 0.36)
+        & ~((y < 0.6) & (np.floor(x * 4) % 2 == 1)),
+        "triangle": (y > 0.15) & (np.abs(x - 0.5) < 0.5 * (y - 0.1)),
+        "half": y >= 0.5,
+        "blob": ((x - 0.5) ** 2 / 0.25 + (y - 1.0) ** 2 / 0.49 < 1.0)
+        & ~((np.abs(x - 0.3) < 0.08) & (np.abs(y - 0.56) < 0.08))
+        & ~((np.abs(x - 0.7) < 0.08) & (np.abs(y - 0.56) < 0.08)),
+        "person": ((x - 0.5) ** 2 + (y - 0.25) ** 2 < 0.07)
+        | ((np.abs(x - 0.5) < 0.34) & (y > 0.3) & (y < 0.8))
+        | ((np.abs(x - 0.28) < 0.13) & (y >= 0.8))
+        | ((np.abs(x - 0.72) < 0.13) & (y >= 0.8)),
+    }
+    if shape not in masks:
+        raise ValueError(f"unknown shape {shape!r}; known: {sorted(masks)}")
+    return masks[shape]
+
+
+def make_sprite(
+    shape: str, rgb: tuple[int, int, int], detail: tuple[int, int, int] | None = None
+) -> np.ndarray:
+    """RGBA uint8 (SPRITE_RES, SPRITE_RES, 4): `rgb` inside the shape, transparent outside.
+
+    With `detail`, texels on the shape's outline get that colour (helps tell shapes apart).
+    """
+    mask = shape_mask(shape)
+    out = np.zeros((SPRITE_RES, SPRITE_RES, 4), np.uint8)
+    out[mask, :3] = rgb
+    out[mask, 3] = 255
+    if detail is not None:
+        padded = np.pad(mask, 1)
+        interior = (
+            padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:] & mask
+        )
+        out[mask & ~interior, :3] = detail
+    return out
+
+
+def frames_to_file(frames: np.ndarray, path: str, fps: int = 15) -> None:
+    """Write frames uint8 (T, 64, 64, 3) to `path`: an animated GIF (.gif) or a PNG strip.
+
+    Frames are upscaled 4x (nearest); a PNG strip lays them side by side (at most 16 per
+    row) with a 2-pixel gap.
+    """
+    from PIL import Image
+
+    frames = np.asarray(frames, np.uint8)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be (T, H, W, 3) uint8, got shape {frames.shape}")
+    scale = 4
+    big = frames.repeat(scale, axis=1).repeat(scale, axis=2)
+    if str(path).lower().endswith(".gif"):
+        images = [Image.fromarray(f) for f in big]
+        images[0].save(
+            path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0
+        )
+        return
+    t, h, w, _ = big.shape
+    cols = min(t, 16)
+    rows = -(-t // cols)
+    gap = 2
+    sheet = np.full((rows * (h + gap), cols * (w + gap), 3), 255, np.uint8)
+    for i, frame in enumerate(big):
+        r, c = divmod(i, cols)
+        sheet[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = frame
+    Image.fromarray(sheet).save(path)
+
+
+def rollout_frames(
+    env: ProcgenGame, params: ProcgenParams, key: jax.Array, num_steps: int, policy: str = "random"
+) -> np.ndarray:
+    """Frames uint8 (num_steps + 1, 64, 64, 3) of one environment under a policy (auto-reset on).
+
+    policy: "random" (uniform actions) or "right" (hold RIGHT+UP: a crude platformer probe).
+    """
+    if policy not in ("random", "right"):
+        raise ValueError(f"policy must be 'random' or 'right', got {policy!r}")
+    k_reset, k_run = jax.random.split(key)
+    obs, state = env.reset(k_reset, params)
+
+    def body(carry, k):
+        state = carry
+        k_act, k_step = jax.random.split(k)
+        if policy == "random":
+            action = jax.random.randint(k_act, (), 0, NUM_ACTIONS)
+        else:
+            action = jnp.int32(8)
+        obs, state, *_ = env.step(k_step, state, action, params)
+        return state, obs
+
+    _, frames = jax.lax.scan(body, state, jax.random.split(k_run, num_steps))
+    return np.concatenate([np.asarray(obs)[None], np.asarray(frames)], axis=0)

@@ -1,0 +1,103 @@
+"""Learning-curve output of training runs: CSV rows, PNG plots and one-line text summaries."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from scalelab.train import RunResult
+
+# The long format `fitting` reads (one row per member and log point), then run descriptors and
+# the other logged diagnostics.
+CSV_COLUMNS = (
+    "params", "flops_per_interaction", "seed", "interactions", "score", "lr", "gamma",
+    "gae_lambda", "env", "network", "width", "depth", "score_kind",
+)
+
+
+def write_curves_csv(results: Sequence[RunResult], path: str | os.PathLike) -> None:
+    """Write every member's learning curve of every result to `path` (one row per log point).
+
+    Columns: CSV_COLUMNS, then each metric of RunResult.metrics (window means).
+    """
+    metric_names = sorted({name for r in results for name in r.metrics})
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*CSV_COLUMNS, *metric_names])
+        for r in results:
+            c = r.config
+            for m, seed in enumerate(r.seeds):
+                for t, interactions in enumerate(r.interactions):
+                    writer.writerow([
+                        r.params, r.flops_per_interaction, seed, int(interactions),
+                        _fmt(r.score[m, t]), c.lr, c.gamma, c.gae_lambda, c.env,
+                        r.network, c.width, "" if c.depth is None else c.depth,
+                        r.score_kind,
+                        *(_fmt(r.metrics[k][m, t]) if k in r.metrics else "" for k in metric_names),
+                    ])
+
+
+def _fmt(x: float) -> str:
+    return "nan" if not math.isfinite(float(x)) else repr(float(x))
+
+
+def mean_curve(result: RunResult) -> np.ndarray:
+    """Score averaged over members (seeds) at each log point, (T,); NaN windows are skipped."""
+    score = np.asarray(result.score, np.float64)
+    counts = np.isfinite(score).sum(0)
+    with np.errstate(invalid="ignore"):
+        return np.where(counts > 0, np.nansum(score, 0) / np.maximum(counts, 1), np.nan)
+
+
+def interactions_to_reach(result: RunResult, target: float) -> int | None:
+    """Interactions at the first log point where the seed-mean score is >= target (or None)."""
+    hits = np.flatnonzero(mean_curve(result) >= target)
+    return int(result.interactions[hits[0]]) if hits.size else None
+
+
+def summary(result: RunResult, target: float | None = None) -> str:
+    """One line: env, network size, final seed-mean score ± std, speed (and time to target)."""
+    c = result.config
+    final = np.asarray(result.score, np.float64)[:, -1]
+    total = int(result.interactions[-1]) * len(result.seeds)
+    line = (
+        f"{c.env} {result.network} width={c.width:g}: N={result.params:,} params, "
+        f"{result.flops_per_interaction:,} FLOPs/obs | final {result.score_kind} "
+        f"{np.nanmean(final):.4g} ± {np.nanstd(final):.2g} over {len(result.seeds)} seed(s) at "
+        f"{int(result.interactions[-1]):,} interactions | compile {result.compile_seconds:.1f}s, "
+        f"train {result.train_seconds:.1f}s ({total / result.train_seconds:,.0f} interactions/s)"
+    )
+    if target is not None:
+        reached = interactions_to_reach(result, target)
+        line += f" | >= {target:g} at " + (f"{reached:,}" if reached else "never")
+    return line
+
+
+def plot_curves(
+    results: Sequence[RunResult], path: str | os.PathLike, title: str | None = None
+) -> None:
+    """PNG of score vs interactions: the seed mean of each result, with its min-max band."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    for r in results:
+        x = np.asarray(r.interactions)
+        score = np.asarray(r.score, np.float64)
+        label = f"width {r.config.width:g} (N={r.params:,})"
+        (line,) = ax.plot(x, mean_curve(r), label=label)
+        if score.shape[0] > 1:
+            with np.errstate(invalid="ignore"):
+                ax.fill_between(x, np.nanmin(score, 0), np.nanmax(score, 0),
+                                color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("environment interactions (per member)")
+    kind = results[0].score_kind if results else "score"
+    ax.set_ylabel("training accuracy" if kind == "reward_per_step" else "mean episode return")
+    ax.set_title(title or (results[0].config.env if results else ""))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.savefig(path, dpi=120)

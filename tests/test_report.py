@@ -1,0 +1,60 @@
+"""Host-side reductions of chunk metrics and the curve output helpers, on synthetic numbers."""
+
+import csv
+
+import numpy as np
+
+from scalelab import report
+from scalelab.members import UpdateMetrics
+from scalelab.train import RunResult, TrainConfig, window_means
+
+
+def testwindow_means_of_a_chunk():
+    batch = 10  # K = 3 updates per chunk
+    rewards = np.array([[1.0, 2.0, 3.0], [10.0, 0.0, 5.0]])
+    episodes = np.array([[0, 2, 1], [0, 0, 0]])
+    ret_sum = np.array([[0.0, 7.0, 5.0], [0.0, 0.0, 0.0]])
+    len_sum = np.array([[0, 9, 4], [0, 0, 0]])
+    losses = np.arange(6, dtype=float).reshape(2, 3)
+    m = UpdateMetrics(rewards, episodes, ret_sum, len_sum, *([losses] * 7))
+    w = window_means(m, batch)
+    np.testing.assert_allclose(w["reward_per_step"], [6 / 30, 15 / 30])
+    np.testing.assert_allclose(w["episode_return"][0], 12 / 3)
+    np.testing.assert_allclose(w["episode_length"][0], 13 / 3)
+    assert np.isnan(w["episode_return"][1]) and np.isnan(w["episode_length"][1])
+    np.testing.assert_allclose(w["entropy"], [1.0, 4.0])
+    np.testing.assert_array_equal(w["episodes"], [3, 0])
+
+
+def fake_result(score):
+    score = np.asarray(score, float)
+    t = score.shape[1]
+    return RunResult(
+        config=TrainConfig(env="CartPole-v1"), seeds=tuple(range(score.shape[0])),
+        interactions=np.arange(1, t + 1) * 100, score=score, score_kind="episode_return",
+        network="mlp", params=123, flops_per_interaction=456,
+        metrics={"entropy": np.ones_like(score)}, final_params=None, compile_seconds=1.0,
+        train_seconds=2.0)
+
+
+def test_mean_curve_skips_nan_and_finds_first_crossing():
+    r = fake_result([[1.0, np.nan, 5.0, 9.0], [3.0, 4.0, np.nan, 7.0]])
+    np.testing.assert_allclose(report.mean_curve(r), [2.0, 4.0, 5.0, 8.0])
+    assert report.interactions_to_reach(r, 4.5) == 300
+    assert report.interactions_to_reach(r, 9.0) is None
+    assert "never" in report.summary(r, target=9.0)
+
+
+def test_csv_has_one_row_per_member_and_log_point(tmp_path):
+    r = fake_result([[1.0, 2.0], [3.0, np.nan]])
+    path = tmp_path / "c.csv"
+    report.write_curves_csv([r, r], path)
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8
+    assert rows[0]["params"] == "123" and rows[0]["flops_per_interaction"] == "456"
+    assert [(r_["seed"], r_["interactions"], r_["score"]) for r_ in rows[:4]] == [
+        ("0", "100", "1.0"), ("0", "200", "2.0"), ("1", "100", "3.0"), ("1", "200", "nan")]
+    assert rows[0]["entropy"] == "1.0"
+    report.plot_curves([r], tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 1000
