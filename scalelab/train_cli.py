@@ -1,4 +1,4 @@
-"""The `scalelab train` subcommand (registered by scalelab.cli)."""
+"""The `scalelab train` and `scalelab train-quickstart` subcommands (registered by scalelab.cli)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ _FLAGS = {
     "gae_lambda": float, "num_envs": int, "rollout_length": int, "update_epochs": int,
     "num_minibatches": int, "updates_per_chunk": int, "seed": int,
 }
+QUICKSTART_WIDTHS = (1 / 16, 1 / 8, 1 / 4)
 # Six log points of 8,192: the MNIST-v0 preset passes 90% training accuracy by ~33k.
+QUICKSTART_INTERACTIONS = 49_152
 MNIST_TARGET = 0.9
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the `train` subparser to the `scalelab` command."""
+    """Add the `train` and `train-quickstart` subparsers to the `scalelab` command."""
     p = sub.add_parser(
         "train",
         help="train PPO on one environment, several seeds vmapped; write curve CSV + PNG",
@@ -37,6 +39,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
+    q = sub.add_parser(
+        "train-quickstart",
+        help="short MNIST-as-RL runs at widths 1/16, 1/8, 1/4: print and plot learning curves",
+    )
+    q.add_argument("--out", default="runs/train-quickstart", help="output directory")
+    q.add_argument("--interactions", type=int, default=QUICKSTART_INTERACTIONS,
+                   help="env steps per seed and width")
+    q.add_argument("--seeds", type=int, default=1, help="seeds per width")
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+    q.set_defaults(func=cmd_quickstart)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -93,5 +105,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     target = MNIST_TARGET if result.score_kind == "reward_per_step" else None
     csv_path, png_path = _write([result], args.out, title=f"{config.env} PPO")
     print(report.summary(result, target=target))
+    print(f"wrote {csv_path} and {png_path}")
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    """`scalelab quickstart`: MNIST-v0 at a few widths; print curves, write CSV + PNG."""
+    from scalelab import report
+    from scalelab.train import TrainConfig
+
+    results = []
+    for width in QUICKSTART_WIDTHS:
+        config = TrainConfig.preset(
+            "MNIST-v0", width=width, total_interactions=args.interactions, updates_per_chunk=4
+        )
+        results.append(_run(config, args.seeds, args.quiet))
+        print(report.summary(results[-1], target=MNIST_TARGET), flush=True)
+    print("\ntraining accuracy (seed mean) vs interactions:")
+    print("interactions " + " ".join(f"{'w=' + format(w, '.4g'):>9}" for w in QUICKSTART_WIDTHS))
+    curves = [report.mean_curve(r) for r in results]
+    for t, x in enumerate(results[0].interactions):
+        print(f"{int(x):>12,} " + " ".join(f"{c[t]:9.4f}" for c in curves))
+    csv_path, png_path = _write(results, args.out, title="MNIST-v0 PPO quickstart")
     print(f"wrote {csv_path} and {png_path}")
     return 0

@@ -31,7 +31,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.distributed:
         import jax
 
-        jax.distributed.initialize()
+        # None lets JAX detect the cluster (SLURM, Open MPI, ...); JAX_COORDINATOR_ADDRESS too
+        jax.distributed.initialize(coordinator_address=args.coordinator,
+                                   num_processes=args.num_processes,
+                                   process_id=args.process_id)
     try:
         run_sweep(args.spec, args.out, resume=args.resume, max_chunks=args.max_chunks,
                   progress=not args.quiet)
@@ -59,6 +62,10 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
                     help="stop after this many chunks in this invocation (resume later)")
     pr.add_argument("--distributed", action="store_true",
                     help="call jax.distributed.initialize() first (multi-host runs)")
+    pr.add_argument("--coordinator", default=None, help="with --distributed: host:port of "
+                    "process 0 (default: $JAX_COORDINATOR_ADDRESS or cluster detection)")
+    pr.add_argument("--num-processes", type=int, default=None, help="with --distributed")
+    pr.add_argument("--process-id", type=int, default=None, help="with --distributed")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_cmd_run)
 

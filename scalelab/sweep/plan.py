@@ -124,8 +124,9 @@ class Plan:
             widths = sorted({self.members[i].width for i in g.members})
             lines.append(
                 f"  group {g.index}: {len(g.members):3d} members, width {g.network.width:.4g}"
-                f" (members' widths {', '.join(f'{w:.4g}' for w in widths)}), depth "
-                f"{g.network.depth}, padding +{100 * (g.padded_flops / g.unpadded_flops - 1):.1f}%"
+                f" (members' widths {', '.join(f'{w:.4g}' for w in widths)})"
+                + (f", depth {g.network.depth}" if g.network.depth is not None else "")
+                + f", padding +{100 * (g.padded_flops / g.unpadded_flops - 1):.1f}%"
                 f" FLOPs, ~{_mib(g.memory_bytes)} ({_mib(g.memory_per_member)}/member)"
             )
         return "\n".join(lines)

@@ -102,6 +102,7 @@ class FusedRunner:
         self.members_sharding = NamedSharding(self.mesh, PartitionSpec(_AXIS))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.env, env_params = envs_jax.make(spec.env, **spec.env_kwargs)
+        self._env_params_host = jax.tree.map(np.asarray, env_params)
         self.env_params = jax.device_put(env_params, self.replicated)
         self.score_kind = envs_jax.score_kind(spec.env)
         n_dev = len(devices)
@@ -127,8 +128,9 @@ class FusedRunner:
                 static, apply_fn=module.apply, updates_per_chunk=spec.updates_per_chunk
             ))
             hp = [MemberHparams.from_config(self.configs[i], 1) for i in slots]
-            self.hparams.append(self._shard(jax.tree.map(lambda *x: jnp.concatenate(x), *hp)))
-        self.hparams = tuple(self.hparams)
+            self.hparams.append(jax.tree.map(lambda *x: np.concatenate(x), *hp))
+        self._hparams_host = tuple(self.hparams)
+        self.hparams = tuple(self._shard(hp) for hp in self.hparams)
         self._compiled = None
 
     def _shard(self, tree: Any) -> Any:
@@ -168,20 +170,28 @@ class FusedRunner:
     def init_state(self) -> SweepState:
         """The sweep's initial state, sharded over the mesh.
 
-        One compiled program per group: a single program initializing two groups hung
-        reproducibly on XLA:CPU here (jax 0.10.2; each group's program alone runs fine; cause
-        not pinned down), so groups are initialized one after the other.
+        Each group is initialized by one compiled program on this process's first device, then
+        copied through the host into the member sharding (each process fills the shards it
+        owns). The obvious alternative, initializing straight into the sharding, hung on
+        XLA:CPU with 2 host devices (jax 0.10.2), so it is not used.
         """
         shape = jax.eval_shape(self._init, self.hparams, self.env_params)
-        shardings = self._state_shardings(shape)
+        device = jax.local_devices()[0]
+        env_params = jax.device_put(self._env_params_host, device)
         groups = tuple(
-            jax.jit(partial(self._init_group, g), out_shardings=sh)(hp, self.env_params)
-            for g, (hp, sh) in enumerate(zip(self.hparams, shardings.groups, strict=True))
+            jax.tree.map(np.asarray, jax.jit(partial(self._init_group, g))(
+                jax.device_put(hp, device), env_params))
+            for g, hp in enumerate(self._hparams_host)
         )
-        return jax.device_put(shape.replace(groups=groups, frozen=tuple(
-            np.zeros(x.shape, bool) for x in shape.frozen), fault_update=tuple(
-            np.full(x.shape, -1, np.int32) for x in shape.fault_update), chunk=np.int32(0)),
-            shardings)
+        host = shape.replace(
+            groups=groups,
+            frozen=tuple(np.zeros(x.shape, bool) for x in shape.frozen),
+            fault_update=tuple(np.full(x.shape, -1, np.int32) for x in shape.fault_update),
+            chunk=np.zeros((), np.int32),
+        )
+        return jax.tree.map(
+            lambda x, sh: jax.make_array_from_callback(x.shape, sh, lambda idx: x[idx]),
+            host, self._state_shardings(shape))
 
     def _fused(self, state: SweepState, hparams: tuple, env_params: Any) -> tuple[SweepState,
                                                                                   tuple]:
@@ -231,12 +241,12 @@ def _to_host(tree: Any) -> Any:
 
 def _log_points(metrics: Any, plan: Plan, chunk: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Window means over each `log_interval` updates: name -> (slots, K/L); update (K/L,)."""
-    from scalelab.train import _window_means
+    from scalelab.train import window_means
 
     k, li = plan.spec.updates_per_chunk, plan.spec.log_interval
     slots = metrics.reward_sum.shape[0]
     windows = jax.tree.map(lambda x: np.asarray(x).reshape(slots * (k // li), li), metrics)
-    means = _window_means(windows, plan.interactions_per_update)
+    means = window_means(windows, plan.interactions_per_update)
     # the trainer's "lr" is the step size used (annealed or not); the member's lr keeps its name
     out = {_RENAMED.get(name, name): v.reshape(slots, k // li) for name, v in means.items()}
     updates = chunk * k + li * np.arange(1, k // li + 1)
