@@ -149,7 +149,10 @@ class FusedRunner:
         parts, order = [], []
         for cfg, idx in by_cfg.items():
             init = partial(_init_padded, cfg, group.network, plan.obs_shape, plan.num_actions)
-            parts.append(jax.vmap(init)(keys[np.array(idx)]))
+            # one member at a time, then stacked: a vmapped init of the CNN families hangs on
+            # XLA:CPU (jax 0.10); the unbatched init gives the same values
+            member_params = [init(keys[i]) for i in idx]
+            parts.append(jax.tree.map(lambda *x: jnp.stack(x), *member_params))
             order += idx
         inverse = np.argsort(order)
         params = jax.tree.map(lambda *x: jnp.concatenate(x)[inverse], *parts)
