@@ -136,31 +136,30 @@ class FusedRunner:
     def _shard(self, tree: Any) -> Any:
         return jax.device_put(tree, self.members_sharding)
 
-    def _init_group(self, g: int, hparams: Any, env_params: Any) -> Any:
-        """Fresh members of group g: each initialized at its own width from its seed, then
-        zero-padded; members of one network config are initialized together (vmapped)."""
+    def _group_params(self, g: int) -> Any:
+        """Fresh params of group g's slots: each member initialized at its own width from its
+        seed, then zero-padded, one member at a time (see `init_state`)."""
+        from scalelab.train import member_root_keys
+
+        plan, group = self.plan, self.plan.groups[g]
+        keys = member_root_keys([plan.members[i].seed for i in self.slots[g]])
+        inits = {cfg: jax.jit(partial(_init_padded, cfg, group.network, plan.obs_shape,
+                                      plan.num_actions))
+                 for cfg in {self.networks[i] for i in self.slots[g]}}
+        params = [inits[self.networks[i]](key) for i, key in zip(self.slots[g], keys, strict=True)]
+        return jax.tree.map(lambda *x: jnp.stack(x), *params)
+
+    def _group_members(self, g: int, hparams: Any, params: Any, env_params: Any) -> Any:
+        """Group g's initial MemberState from its params (optimizer, env resets, counters)."""
         from scalelab.train import init_members, member_root_keys
 
-        plan, slots, group = self.plan, self.slots[g], self.plan.groups[g]
-        keys = member_root_keys([plan.members[i].seed for i in slots])
-        by_cfg: dict[Any, list[int]] = {}
-        for s, i in enumerate(slots):
-            by_cfg.setdefault(self.networks[i], []).append(s)
-        parts, order = [], []
-        for cfg, idx in by_cfg.items():
-            init = partial(_init_padded, cfg, group.network, plan.obs_shape, plan.num_actions)
-            # one member at a time, then stacked: a vmapped init of the CNN families hangs on
-            # XLA:CPU (jax 0.10); the unbatched init gives the same values
-            member_params = [init(keys[i]) for i in idx]
-            parts.append(jax.tree.map(lambda *x: jnp.stack(x), *member_params))
-            order += idx
-        inverse = np.argsort(order)
-        params = jax.tree.map(lambda *x: jnp.concatenate(x)[inverse], *parts)
+        keys = member_root_keys([self.plan.members[i].seed for i in self.slots[g]])
         return init_members(self.statics[g], hparams, keys, params, env_params)
 
     def _init(self, hparams: tuple, env_params: Any) -> SweepState:
         return SweepState(
-            groups=tuple(self._init_group(g, hp, env_params) for g, hp in enumerate(hparams)),
+            groups=tuple(self._group_members(g, hp, self._group_params(g), env_params)
+                         for g, hp in enumerate(hparams)),
             frozen=tuple(jnp.zeros(len(s), bool) for s in self.slots),
             fault_update=tuple(jnp.full(len(s), -1, jnp.int32) for s in self.slots),
             chunk=jnp.zeros((), jnp.int32),
@@ -173,21 +172,25 @@ class FusedRunner:
     def init_state(self) -> SweepState:
         """The sweep's initial state, sharded over the mesh.
 
-        Each group is initialized by one compiled program on this process's first device, then
-        copied through the host into the member sharding (each process fills the shards it
-        owns). The obvious alternative, initializing straight into the sharding, hung on
-        XLA:CPU with 2 host devices (jax 0.10.2), so it is not used.
+        Parameters are initialized member by member (one compiled program per network config,
+        not vmapped), the rest of each group's state by one compiled program, on this process's
+        first device; the state is then copied through the host into the member sharding (each
+        process fills the shards it owns). On this XLA:CPU (jax 0.10.2) a vmapped
+        `networks.init_params` of the MNIST CNN (4 keys) hangs reproducibly (batched QR of the
+        orthogonal init), and initializing straight into the sharding hung too.
         """
         shape = jax.eval_shape(self._init, self.hparams, self.env_params)
         device = jax.local_devices()[0]
         env_params = jax.device_put(self._env_params_host, device)
-        groups = tuple(
-            jax.tree.map(np.asarray, jax.jit(partial(self._init_group, g))(
-                jax.device_put(hp, device), env_params))
-            for g, hp in enumerate(self._hparams_host)
-        )
+        groups = []
+        for g, hp in enumerate(self._hparams_host):
+            with jax.default_device(device):
+                params = self._group_params(g)
+            state = jax.jit(partial(self._group_members, g))(
+                jax.device_put(hp, device), params, env_params)
+            groups.append(jax.tree.map(np.asarray, state))
         host = shape.replace(
-            groups=groups,
+            groups=tuple(groups),
             frozen=tuple(np.zeros(x.shape, bool) for x in shape.frozen),
             fault_update=tuple(np.full(x.shape, -1, np.int32) for x in shape.fault_update),
             chunk=np.zeros((), np.int32),
