@@ -271,12 +271,15 @@ class PreparedRun:
         """Freshly initialized members (params from each seed's init stream, envs reset)."""
         from scalelab import networks
 
-        keys = member_root_keys(list(self.seeds))
-        params = jax.vmap(
-            lambda k: networks.init_params(
-                self.net_cfg, init_key(k), self.obs_shape, self.env.num_actions
+        def init_one(key: jax.Array) -> Params:
+            return networks.init_params(
+                self.net_cfg, init_key(key), self.obs_shape, self.env.num_actions
             )
-        )(keys)
+
+        keys = member_root_keys(list(self.seeds))
+        # lax.map, not vmap: a batched QR (orthogonal init) deadlocks jax 0.10's CPU LAPACK
+        # kernels on 2-thread pools (both threads wait in ParallelBatchMap for each other).
+        params = jax.jit(lambda ks: jax.lax.map(init_one, ks))(keys)
         return init_members(self.static, self.hparams, keys, params, self.env_params)
 
     def compile(self, state: MemberState) -> dict[int, Any]:
