@@ -7,6 +7,7 @@ import sys
 
 from fitting.cli import add_fit_parser
 from scalelab import train_cli
+from scalelab.sweep.cli import add_quickstart_parser, add_sweep_parser, route_fit_to_run_dirs
 
 
 def _cmd_envs(args: argparse.Namespace) -> int:
@@ -53,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_envs)
     _add_envs_show(p)
     train_cli.register(sub)
+    add_sweep_parser(sub)
     add_fit_parser(sub)
+    route_fit_to_run_dirs(sub)
+    add_quickstart_parser(sub)
     return parser
 
 

@@ -1,9 +1,11 @@
-"""The member-vmapped PPO chunk function: per-member state and hyperparameters, K updates a call.
+"""The member-vmapped training chunk function: per-member state and hyperparameters, K updates.
 
 A *member* is one training run (its own params, optimizer, environments, keys, hyperparameters).
-`make_chunk_fn` builds a pure function advancing every member by K PPO updates (rollout, GAE,
-epochs of minibatch updates) inside `lax.scan`s, vmapped over a leading member axis, with the
-environment's shared read-only data passed once.
+`make_chunk_fn` builds a pure function advancing every member by K updates (rollout, GAE,
+epochs of minibatch updates, and for PPG an auxiliary phase every N_π updates) inside
+`lax.scan`s, vmapped over a leading member axis, with the environment's shared read-only data
+passed once. The algorithm (`ChunkStatic.algo`: "ppo", "ppo_ewma", "ppg", "ppg_ewma") and policy
+objective ("clip", "kl") are static; their scalar hyperparameters are traced per member.
 """
 
 from __future__ import annotations
@@ -19,19 +21,31 @@ import optax
 from flax import struct
 from jax import lax
 
-from scalelab.algos import ppo
+from scalelab.algos import decoupled, ppo
+from scalelab.algos import ppg as ppg_lib
+from scalelab.algos.ewma import EwmaState, ewma_init
 from scalelab.algos.gae import gae
+from scalelab.algos.noise_scale import NoiseEstimate, minibatch_noise_estimate
+from scalelab.algos.objectives import OBJECTIVES, PolicyCoefs
 
 Params = Any
 
 # Named key streams of a member: its root key is folded with one of these ids, then (for the
 # per-update streams) with the update index, so every random draw depends only on the member's
 # seed and the update it belongs to.
-_STREAM_INIT, _STREAM_ENV, _STREAM_POLICY, _STREAM_MINIBATCH = range(4)
+(_STREAM_INIT, _STREAM_ENV, _STREAM_POLICY, _STREAM_MINIBATCH, _STREAM_AUX, _STREAM_NOISE,
+ _STREAM_GROW) = range(7)
 
 
 class MemberHparams(struct.PyTreeNode):
-    """Per-member traced scalar hyperparameters (float32; leading member axis when batched)."""
+    """Per-member traced scalar hyperparameters (float32; leading member axis when batched).
+
+    The fields with defaults belong to the other algorithms: kl_coef (c_KL of the "kl"
+    objective), ewma_decay (β_prox of the -EWMA algorithms), beta_clone (PPG's cloning
+    coefficient), imp_samp_max (cap on importance weights; unused by plain clipped PPO). A
+    default left as a Python scalar is broadcast over the members by `init_members` and the
+    chunk function.
+    """
 
     lr: jax.Array
     gamma: jax.Array
@@ -40,6 +54,10 @@ class MemberHparams(struct.PyTreeNode):
     ent_coef: jax.Array
     vf_coef: jax.Array
     max_grad_norm: jax.Array
+    kl_coef: jax.Array | float = 1.0
+    ewma_decay: jax.Array | float = 0.889
+    beta_clone: jax.Array | float = 1.0
+    imp_samp_max: jax.Array | float = 100.0
 
     @classmethod
     def from_config(cls, config: Any, num_members: int) -> MemberHparams:
@@ -50,6 +68,12 @@ class MemberHparams(struct.PyTreeNode):
             for f in dataclasses.fields(cls)
         })
 
+    def broadcast(self, num_members: int) -> MemberHparams:
+        """Every field as a (num_members,) float32 array (scalars repeated)."""
+        return jax.tree.map(
+            lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (num_members,)), self
+        )
+
 
 class MemberState(struct.PyTreeNode):
     """Everything one member carries between updates (leading member axis when batched).
@@ -57,7 +81,10 @@ class MemberState(struct.PyTreeNode):
     params / opt_state: network parameters and Adam moments. env_state / obs: the num_envs
     environments and their current observations (num_envs, *obs_shape). key: the member's root
     key (uint32 (2,)). update_count: updates done (int32). episode_return / episode_length:
-    running sums of the unfinished episode in each environment (num_envs,).
+    running sums of the unfinished episode in each environment (num_envs,). ewma: the
+    proximal-policy average of the -EWMA algorithms (else None). aux_buffer: PPG's buffer of
+    the phase's rollouts (else None). For PPG, opt_state is a dict of Adam states "policy",
+    "value" and "aux" (`scalelab.algos.ppg.phasic_optimizers`).
     """
 
     params: Params
@@ -68,6 +95,8 @@ class MemberState(struct.PyTreeNode):
     update_count: jax.Array
     episode_return: jax.Array
     episode_length: jax.Array
+    ewma: EwmaState | None = None
+    aux_buffer: ppg_lib.AuxBuffer | None = None
 
 
 class UpdateMetrics(NamedTuple):
@@ -76,6 +105,13 @@ class UpdateMetrics(NamedTuple):
     reward_sum: sum of the rollout's num_envs*rollout_length rewards. episodes: episodes that
     ended (terminated or truncated) in the rollout, with the sums of their returns and lengths.
     The rest are means over the update's epochs and minibatches; lr is the step size used.
+    prox_kl: mean exact KL(π_prox‖π) of the policy steps (0 for plain clipped PPO/PPG, whose
+    proximal policy is known only at the taken actions). aux_phase: 1 where a PPG auxiliary
+    phase ran after this update, else 0; aux_kl (KL(π_pre‖π) after the phase, on its first
+    minibatch of samples), aux_value_loss (mean ½(V_aux - R)²) are its diagnostics (0 elsewhere).
+    noise_g2 / noise_trace: this update's unbiased estimates of |G|² and tr(Σ) of the PPO loss
+    gradient (`scalelab.algos.noise_scale`; 0 unless ChunkStatic.noise_scale). These have
+    defaults so that code building the PPO fields alone still works; the trainer fills all.
     """
 
     reward_sum: jax.Array
@@ -89,6 +125,12 @@ class UpdateMetrics(NamedTuple):
     clip_frac: jax.Array
     grad_norm: jax.Array
     lr: jax.Array
+    prox_kl: jax.Array | float = 0.0
+    aux_phase: jax.Array | float = 0.0
+    aux_kl: jax.Array | float = 0.0
+    aux_value_loss: jax.Array | float = 0.0
+    noise_g2: jax.Array | float = 0.0
+    noise_trace: jax.Array | float = 0.0
 
 
 @dataclass(frozen=True)
@@ -97,6 +139,14 @@ class ChunkStatic:
 
     env: a gymnax-API environment; apply_fn(params, obs (n, *obs_shape)) -> (logits (n, A),
     values (n,)). total_updates is the lr-anneal horizon (used when anneal_lr).
+
+    algo / objective pick the algorithm (see `scalelab.algos.decoupled`). PPG only:
+    update_epochs policy epochs and value_epochs value epochs per iteration, an auxiliary phase
+    of aux_epochs epochs in aux_num_minibatches minibatches (over the N_π·n buffered samples)
+    after every ppg_n_pi-th update, using aux_apply_fn(params, obs) -> (logits, value,
+    aux_value) (apply_fn must be its first two outputs). noise_scale: also estimate the
+    gradient noise scale every update (num_minibatches gradients of the PPO loss at the
+    update's starting parameters: one extra pass over the batch).
     """
 
     env: Any
@@ -110,6 +160,31 @@ class ChunkStatic:
     anneal_lr: bool = False
     adam_eps: float = 1e-5
     level_seed: int = 0
+    algo: str = "ppo"
+    objective: str = "clip"
+    value_epochs: int = 1
+    ppg_n_pi: int = 32
+    aux_epochs: int = 6
+    aux_num_minibatches: int = 32
+    aux_apply_fn: ppg_lib.AuxApplyFn | None = None
+    noise_scale: bool = False
+
+    def __post_init__(self) -> None:
+        if self.algo not in decoupled.ALGOS:
+            raise ValueError(f"algo: {self.algo!r} is not one of {decoupled.ALGOS}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective: {self.objective!r} is not one of {OBJECTIVES}")
+        if self.noise_scale and self.num_minibatches < 2:
+            raise ValueError("noise_scale: needs num_minibatches >= 2 (two batch sizes)")
+        if decoupled.is_phasic(self.algo) and self.aux_apply_fn is None:
+            raise ValueError(f"algo {self.algo!r} needs aux_apply_fn (an auxiliary value head)")
+
+    @property
+    def optimizers(self) -> dict[str, optax.GradientTransformation]:
+        """The member's Adam transformations by name ({"all"} or PPG's three)."""
+        if decoupled.is_phasic(self.algo):
+            return ppg_lib.phasic_optimizers(self.adam_eps)
+        return {"all": ppo.adam(self.adam_eps)}
 
     def with_updates_per_chunk(self, k: int) -> ChunkStatic:
         """The same structure advancing k updates per call."""
@@ -149,20 +224,33 @@ def init_members(
             f"hparams: expected a leading member axis of {num_members} (keys), "
             f"got lr of shape {hparams.lr.shape}"
         )
-    optimizer = ppo.adam(static.adam_eps)
+    optimizers = static.optimizers
+    phasic = decoupled.is_phasic(static.algo)
+    if phasic:
+        ppg_lib.check_phasic_params(params)
 
     def one(key: jax.Array, p: Params, env_params: Any) -> MemberState:
         reset_keys = jax.random.split(_stream_key(key, _STREAM_ENV, 0), static.num_envs)
         obs, env_state = jax.vmap(static.env.reset, in_axes=(0, None))(reset_keys, env_params)
+        opt_state = {name: opt.init(p) for name, opt in optimizers.items()}
+        aux_buffer = None
+        if phasic:
+            aux_buffer = ppg_lib.aux_buffer_init(
+                static.ppg_n_pi, static.num_envs * static.rollout_length, obs.shape[1:],
+                obs.dtype,
+            )
         return MemberState(
             params=p,
-            opt_state=optimizer.init(p),
+            opt_state=opt_state if phasic else opt_state["all"],
             env_state=env_state,
             obs=obs,
             key=key,
             update_count=jnp.zeros((), jnp.int32),
             episode_return=jnp.zeros((static.num_envs,), jnp.float32),
             episode_length=jnp.zeros((static.num_envs,), jnp.int32),
+            # a copy: the chunk donates its state, and one buffer cannot be donated twice
+            ewma=ewma_init(jax.tree.map(jnp.copy, p)) if decoupled.is_ewma(static.algo) else None,
+            aux_buffer=aux_buffer,
         )
 
     if env_params is None:
@@ -170,6 +258,47 @@ def init_members(
     # One compiled program rather than hundreds of eagerly dispatched small ops (faster, and
     # eager dispatch of this many ops has been seen to deadlock jax 0.10's CPU client).
     return jax.jit(jax.vmap(one, in_axes=(0, 0, None)))(keys, params, env_params)
+
+
+def grow_members(
+    static: ChunkStatic, state: MemberState, num_envs: int, env_params: Any = None
+) -> tuple[ChunkStatic, MemberState]:
+    """Members with num_envs environments instead of static.num_envs (a batch-size change).
+
+    The running environments keep going; the new ones are reset from each member's key (its
+    grow stream at the current update), so the result still depends on the member alone. PPG's
+    buffer is re-allocated for the new batch, so call this only at a phase boundary (no update
+    buffered). Returns the new static structure and state; compile a new chunk for them.
+    """
+    extra = num_envs - static.num_envs
+    if extra < 0:
+        raise ValueError(f"num_envs: can only grow ({static.num_envs} -> {num_envs})")
+    if state.aux_buffer is not None and int(jnp.max(state.update_count)) % static.ppg_n_pi:
+        raise ValueError("grow_members: PPG's buffer holds rollouts; grow at a phase boundary")
+    if env_params is None:
+        env_params = static.env.default_params
+    new_static = dataclasses.replace(static, num_envs=num_envs)
+
+    def one(s: MemberState) -> MemberState:
+        keys = jax.random.split(_stream_key(s.key, _STREAM_GROW, s.update_count), extra)
+        obs, env_state = jax.vmap(static.env.reset, in_axes=(0, None))(keys, env_params)
+        cat = lambda a, b: jnp.concatenate([a, b.astype(a.dtype)])  # noqa: E731
+        aux_buffer = s.aux_buffer
+        if aux_buffer is not None:
+            aux_buffer = ppg_lib.aux_buffer_init(
+                static.ppg_n_pi, num_envs * static.rollout_length, obs.shape[1:], obs.dtype
+            )
+        return s.replace(
+            env_state=jax.tree.map(cat, s.env_state, env_state),
+            obs=cat(s.obs, obs),
+            episode_return=cat(s.episode_return, jnp.zeros((extra,))),
+            episode_length=cat(s.episode_length, jnp.zeros((extra,))),
+            aux_buffer=aux_buffer,
+        )
+
+    if extra == 0:
+        return new_static, state
+    return new_static, jax.vmap(one)(state)
 
 
 class _Transition(NamedTuple):
@@ -252,7 +381,8 @@ def _rollout(
 def _member_update(
     static: ChunkStatic, state: MemberState, hp: MemberHparams, env_params: Any
 ) -> tuple[MemberState, UpdateMetrics]:
-    """One PPO update of one member: rollout, GAE, epochs of minibatch steps."""
+    """One update (iteration) of one member: rollout, GAE, epochs of minibatch steps; PPG
+    also stores the rollout's obs and returns in its auxiliary buffer."""
     state, traj, totals = _rollout(static, state, env_params)
     advantages, returns = gae(
         traj.reward, traj.value, traj.next_value, traj.terminated, traj.done,
@@ -267,23 +397,49 @@ def _member_update(
         advantages=advantages.reshape(n),
         returns=returns.reshape(n),
     )
-    lr = hp.lr
-    if static.anneal_lr:
-        lr = lr * (1.0 - state.update_count.astype(jnp.float32) / static.total_updates)
-    params, opt_state, info = ppo.ppo_update(
-        state.params,
-        state.opt_state,
-        batch,
-        _stream_key(state.key, _STREAM_MINIBATCH, state.update_count),
-        static.apply_fn,
-        ppo.adam(static.adam_eps),
-        ppo.LossCoefs(hp.clip_eps, hp.vf_coef, hp.ent_coef),
-        lr,
-        hp.max_grad_norm,
-        static.update_epochs,
-        static.num_minibatches,
+    lr = _step_size(static, state, hp)
+    minibatch_key = _stream_key(state.key, _STREAM_MINIBATCH, state.update_count)
+    coefs = ppo.LossCoefs(hp.clip_eps, hp.vf_coef, hp.ent_coef)
+    zero = jnp.zeros((), jnp.float32)
+    noise = NoiseEstimate(zero, zero)
+    if static.noise_scale:
+        noise = minibatch_noise_estimate(
+            lambda p, mb: jax.grad(lambda q: ppo.ppo_loss(q, static.apply_fn, mb, coefs)[0])(p),
+            state.params,
+            ppo.shuffle_minibatches(
+                _stream_key(state.key, _STREAM_NOISE, state.update_count), batch,
+                static.num_minibatches,
+            ),
+        )
+    if static.algo == "ppo" and static.objective == "clip":
+        params, opt_state, info = ppo.ppo_update(
+            state.params, state.opt_state, batch, minibatch_key, static.apply_fn,
+            ppo.adam(static.adam_eps), coefs, lr, hp.max_grad_norm, static.update_epochs,
+            static.num_minibatches,
+        )
+        ewma, prox_kl = None, jnp.zeros((), jnp.float32)
+    else:
+        phase = decoupled.PhaseConfig(
+            static.algo, static.objective, static.update_epochs, static.value_epochs,
+            static.num_minibatches,
+        )
+        params, opt_state, ewma, step_info = decoupled.policy_phase(
+            phase, state.params, state.opt_state, state.ewma, batch, minibatch_key,
+            static.apply_fn, static.optimizers, coefs,
+            PolicyCoefs(hp.clip_eps, hp.kl_coef, hp.imp_samp_max), hp.ewma_decay, lr,
+            hp.max_grad_norm,
+        )
+        info = ppo.UpdateInfo(step_info.loss, step_info.grad_norm)
+        prox_kl = step_info.prox_kl
+    aux_buffer = state.aux_buffer
+    if aux_buffer is not None:
+        aux_buffer = ppg_lib.aux_buffer_store(
+            aux_buffer, state.update_count % static.ppg_n_pi, batch.obs, batch.returns
+        )
+    state = state.replace(
+        params=params, opt_state=opt_state, update_count=state.update_count + 1, ewma=ewma,
+        aux_buffer=aux_buffer,
     )
-    state = state.replace(params=params, opt_state=opt_state, update_count=state.update_count + 1)
     metrics = UpdateMetrics(
         reward_sum=totals.reward_sum,
         episodes=totals.episodes,
@@ -296,6 +452,42 @@ def _member_update(
         clip_frac=info.loss.clip_frac,
         grad_norm=info.grad_norm,
         lr=jnp.asarray(lr, jnp.float32),
+        prox_kl=prox_kl,
+        aux_phase=zero,
+        aux_kl=zero,
+        aux_value_loss=zero,
+        noise_g2=noise.g2,
+        noise_trace=noise.trace,
+    )
+    return state, metrics
+
+
+def _step_size(static: ChunkStatic, state: MemberState, hp: MemberHparams) -> jax.Array:
+    """The member's lr, linearly annealed over total_updates when anneal_lr."""
+    if static.anneal_lr:
+        return hp.lr * (1.0 - state.update_count.astype(jnp.float32) / static.total_updates)
+    return hp.lr
+
+
+def _member_aux_phase(
+    static: ChunkStatic, state: MemberState, hp: MemberHparams, metrics: UpdateMetrics
+) -> tuple[MemberState, UpdateMetrics]:
+    """PPG's auxiliary phase on the buffered N_π rollouts, then the EWMA reset (-EWMA)."""
+    optimizers = static.optimizers
+    params, aux_opt_state, info = ppg_lib.aux_phase(
+        state.params, state.opt_state["aux"], state.aux_buffer,
+        _stream_key(state.key, _STREAM_AUX, state.update_count), static.aux_apply_fn,
+        optimizers["aux"], hp.beta_clone, _step_size(static, state, hp), hp.max_grad_norm,
+        static.aux_epochs, static.aux_num_minibatches,
+    )
+    state = state.replace(
+        params=params,
+        opt_state={**state.opt_state, "aux": aux_opt_state},
+        ewma=None if state.ewma is None else ewma_init(params),
+    )
+    metrics = metrics._replace(
+        aux_phase=jnp.ones((), jnp.float32), aux_kl=info.kl_end,
+        aux_value_loss=info.aux_value_loss,
     )
     return state, metrics
 
@@ -303,8 +495,10 @@ def _member_update(
 def make_chunk_fn(static: ChunkStatic, carry_env_params: bool = False) -> Callable[..., tuple]:
     """chunk(member_state, hparams, env_params) -> (member_state, metrics), K = updates_per_chunk.
 
-    member_state and hparams carry a leading member axis M; env_params is shared (not batched).
-    Every member advances K PPO updates inside one `lax.scan`; metrics fields are (M, K).
+    member_state and hparams carry a leading member axis M (hparams fields left as Python
+    scalars are broadcast); env_params is shared (not batched). Every member advances K updates
+    inside one `lax.scan`; metrics fields are (M, K). For PPG, the auxiliary phase runs after
+    every ppg_n_pi-th update (counted from the start of training, across chunks).
 
     Level pools: if the env has `refresh_levels(key, env_params)`, it is called once per update
     before the members' rollouts (outside the member vmap, so the pool stays one shared copy),
@@ -320,12 +514,28 @@ def make_chunk_fn(static: ChunkStatic, carry_env_params: bool = False) -> Callab
             f"carry_env_params: {type(static.env).__name__} refreshes a level pool, which must "
             "persist across chunks; use make_chunk_fn(static, carry_env_params=True)"
         )
-    update_all = jax.vmap(
+    member_update = jax.vmap(
         lambda s, h, e: _member_update(static, s, h, e), in_axes=(0, 0, None)
     )
+    aux_all = jax.vmap(lambda s, h, m: _member_aux_phase(static, s, h, m))
+    phasic = decoupled.is_phasic(static.algo)
     level_key = jax.random.PRNGKey(static.level_seed)
 
+    def update_all(
+        state: MemberState, hparams: MemberHparams, env_params: Any
+    ) -> tuple[MemberState, UpdateMetrics]:
+        state, metrics = member_update(state, hparams, env_params)
+        if phasic:
+            # Members advance in lockstep, so one unbatched predicate decides for all of them:
+            # under vmap a per-member predicate would run the phase at every update.
+            due = jnp.max(state.update_count) % static.ppg_n_pi == 0
+            state, metrics = lax.cond(
+                due, aux_all, lambda s, h, m: (s, m), state, hparams, metrics
+            )
+        return state, metrics
+
     def run(state: MemberState, hparams: MemberHparams, env_params: Any) -> tuple:
+        hparams = hparams.broadcast(state.update_count.shape[0])
         if refresh is None:
             def body(state, _):
                 return update_all(state, hparams, env_params)

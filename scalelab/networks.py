@@ -68,12 +68,15 @@ class NetworkConfig:
       depth: mlp: hidden layers (default 2); impala: residual blocks per stack (default 2);
         mnist_cnn: must be None.
       activation: "relu" | "tanh" (default tanh for mlp, relu for the CNNs).
+      aux_value_head: add PPG's auxiliary value head (a linear head on the policy tower's
+        features, gain 1, zero bias), read with ``apply(params, obs, return_aux=True)``.
     """
 
     family: str
     width: float = 1.0
     depth: int | None = None
     activation: str | None = None
+    aux_value_head: bool = False
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -97,6 +100,10 @@ class NetworkConfig:
             raise ValueError(f"NetworkConfig.depth={depth!r}: expected an integer >= 1")
         else:
             object.__setattr__(self, "depth", int(depth))
+        if not isinstance(self.aux_value_head, bool):
+            raise ValueError(
+                f"NetworkConfig.aux_value_head={self.aux_value_head!r}: expected a bool"
+            )
         activation = self.activation
         if activation is None:
             object.__setattr__(self, "activation", _DEFAULT_ACTIVATION[self.family])
@@ -215,14 +222,18 @@ class Encoder(nn.Module):
 class ActorCritic(nn.Module):
     """Separate policy and value towers: obs [B, *obs_shape] -> (logits [B, A], value [B]).
 
-    Uint8 observations are divided by 255; outputs are float32.
+    Uint8 observations are divided by 255; outputs are float32. With ``cfg.aux_value_head`` and
+    ``return_aux=True`` it returns (logits, value, aux_value [B]), aux_value read off the policy
+    tower's features.
     """
 
     cfg: NetworkConfig
     num_actions: int
 
     @nn.compact
-    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, obs: jax.Array, return_aux: bool = False) -> tuple[jax.Array, ...]:
+        if return_aux and not self.cfg.aux_value_head:
+            raise ValueError("return_aux=True needs NetworkConfig.aux_value_head=True")
         if obs.dtype == jnp.uint8:
             x = obs.astype(jnp.float32) / 255.0
         else:
@@ -231,6 +242,10 @@ class ActorCritic(nn.Module):
         logits = _dense(self.num_actions, _POLICY_SCALE, "policy_head")(pi)
         v = Encoder(self.cfg, name="value_encoder")(x)
         value = _dense(1, _VALUE_SCALE, "value_head")(v)[..., 0]
+        if self.cfg.aux_value_head:
+            aux_value = _dense(1, _VALUE_SCALE, "aux_value_head")(pi)[..., 0]
+            if return_aux:
+                return logits, value, aux_value
         return logits, value
 
 
@@ -308,7 +323,7 @@ def param_count(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int) 
     """Exact number of scalar parameters N of both towers and heads (closed form).
 
     Conv: k*k*c_in*c_out + c_out; dense: fan_in*units + units;
-    N = 2 * encoder + (units*A + A) + (units + 1).
+    N = 2 * encoder + (units*A + A) + (units + 1), plus (units + 1) with aux_value_head.
     """
     encoder, units, num_actions = _tower_layers(cfg, obs_shape, num_actions)
     total = 0
@@ -319,7 +334,8 @@ def param_count(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int) 
         else:
             fan_in, out = dims
             total += fan_in * out + out
-    return 2 * total + (units * num_actions + num_actions) + (units + 1)
+    aux = units + 1 if cfg.aux_value_head else 0
+    return 2 * total + (units * num_actions + num_actions) + (units + 1) + aux
 
 
 def forward_flops(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int) -> int:
@@ -329,6 +345,7 @@ def forward_flops(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int
     conv 2 * in_bound_taps * c_in * c_out, dense 2 * fan_in * units.
     Taps that land on a SAME convolution's zero padding are not counted (XLA's convention).
     Bias adds, activations, pooling, residual adds and input scaling are not counted.
+    An aux_value_head adds 2 * units (counted although acting never evaluates it).
     """
     encoder, units, num_actions = _tower_layers(cfg, obs_shape, num_actions)
     macs = 0
@@ -339,7 +356,8 @@ def forward_flops(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int
         else:
             fan_in, out = dims
             macs += fan_in * out
-    return 2 * (2 * macs + units * num_actions + units)
+    aux = units if cfg.aux_value_head else 0
+    return 2 * (2 * macs + units * num_actions + units + aux)
 
 
 # --------------------------------------------------------------------------- zero-padding
@@ -358,7 +376,7 @@ def group_config(cfgs: Sequence[NetworkConfig]) -> NetworkConfig:
     for i, cfg in enumerate(cfgs):
         if not isinstance(cfg, NetworkConfig):
             raise ValueError(f"group_config: cfgs[{i}]={cfg!r} is not a NetworkConfig")
-        for field in ("family", "depth", "activation"):
+        for field in ("family", "depth", "activation", "aux_value_head"):
             if getattr(cfg, field) != getattr(first, field):
                 raise ValueError(
                     f"group_config: cfgs[{i}].{field}={getattr(cfg, field)!r} differs from "

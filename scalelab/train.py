@@ -6,20 +6,26 @@ chunk function of `scalelab.members` chunk by chunk, recording learning curves o
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from scalelab.algos.batch_schedule import BatchSchedule
+from scalelab.algos.noise_scale import noise_scale_from_sums
 from scalelab.members import (
     ChunkStatic,
     MemberHparams,
     MemberState,
     Params,
     UpdateMetrics,
+    grow_members,
     init_key,
     init_members,
     make_chunk_fn,
@@ -43,6 +49,24 @@ class TrainConfig:
     "mnist_cnn" for 28x28x1 images, "impala" otherwise. `anneal_lr` decays the step size linearly
     from lr to lr/num_updates (off by default: a curve read at every E should not depend on the
     final budget). `level_seed` keys the shared level-pool refresh of envs that have one.
+
+    Algorithm (`scalelab.algos.decoupled`): `algo` "ppo" | "ppo_ewma" | "ppg" | "ppg_ewma" and
+    `objective` "clip" (clip_eps) | "kl" (fixed penalty kl_coef · KL(π_prox‖π)). The -EWMA
+    algorithms use a bias-corrected EWMA of the weights with decay `ewma_decay` as the proximal
+    policy (0.889: a centre of mass of 8 minibatch steps, the reference's choice for 8
+    minibatches); importance weights π/π_b are capped at `imp_samp_max` (all but plain clipped
+    PPO). PPG: `update_epochs` policy and `value_epochs` value epochs per iteration, and after
+    every `ppg_n_pi` iterations an auxiliary phase of `aux_epochs` epochs over the buffered
+    rollouts in `aux_num_minibatches` minibatches (None: ppg_n_pi * num_minibatches, i.e. the
+    policy phase's minibatch size) with cloning coefficient `beta_clone`. PPG's paper defaults:
+    update_epochs 1, value_epochs 1, ppg_n_pi 32, aux_epochs 6, beta_clone 1.
+
+    Batch size (`scalelab.algos.batch_schedule`): `batch_schedule` "fixed" | "adaptive" (double
+    num_envs whenever the measured gradient noise scale exceeds the minibatch size) | "power"
+    (num_envs·rollout_length ≈ B_min·(E/batch_e0)^batch_power), growing num_envs by doublings
+    from num_envs (the floor B_min) up to `batch_max_envs` (None: 16·num_envs); `batch_e0` None
+    means 16 updates' worth of interactions at B_min. `noise_scale` measures the noise scale
+    every update (always on for "adaptive"); it shows as metrics["noise_scale"].
     """
 
     env: str
@@ -68,11 +92,43 @@ class TrainConfig:
     seed: int = 0
     updates_per_chunk: int = 16
     level_seed: int = 0
+    algo: str = "ppo"
+    objective: str = "clip"
+    kl_coef: float = 1.0
+    ewma_decay: float = 0.889
+    imp_samp_max: float = 100.0
+    value_epochs: int = 1
+    ppg_n_pi: int = 32
+    aux_epochs: int = 6
+    aux_num_minibatches: int | None = None
+    beta_clone: float = 1.0
+    batch_schedule: str = "fixed"
+    batch_max_envs: int | None = None
+    batch_power: float = 0.5
+    batch_e0: int | None = None
+    noise_scale: bool = False
 
     @property
     def batch_size(self) -> int:
         """Interactions per update per member: num_envs * rollout_length."""
         return self.num_envs * self.rollout_length
+
+    @property
+    def aux_minibatches(self) -> int:
+        """Minibatches per auxiliary epoch (aux_num_minibatches, or ppg_n_pi*num_minibatches)."""
+        if self.aux_num_minibatches is None:
+            return self.ppg_n_pi * self.num_minibatches
+        return self.aux_num_minibatches
+
+    def schedule(self) -> BatchSchedule:
+        """The batch-size schedule these fields describe (validated)."""
+        return BatchSchedule(
+            kind=self.batch_schedule,
+            min_envs=self.num_envs,
+            max_envs=16 * self.num_envs if self.batch_max_envs is None else self.batch_max_envs,
+            power=self.batch_power,
+            e0=16 * self.batch_size if self.batch_e0 is None else self.batch_e0,
+        )
 
     @property
     def num_updates(self) -> int:
@@ -115,7 +171,51 @@ class TrainConfig:
                 f"total_interactions: {self.total_interactions} is less than one update "
                 f"(num_envs*rollout_length = {self.batch_size})"
             )
+        self._validate_algo()
         return self
+
+    def _validate_algo(self) -> None:
+        from scalelab.algos.decoupled import ALGOS
+        from scalelab.algos.objectives import OBJECTIVES
+
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo: {self.algo!r} is not one of {ALGOS}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective: {self.objective!r} is not one of {OBJECTIVES}")
+        _check_real("kl_coef", self.kl_coef, low=0.0)
+        _check_real("beta_clone", self.beta_clone, low=0.0)
+        _check_real("imp_samp_max", self.imp_samp_max, low=1.0)
+        _check_real("ewma_decay", self.ewma_decay, low=0.0, high=1.0)
+        if self.ewma_decay == 1.0:
+            raise ValueError("ewma_decay: expected a number < 1 (1 would never move the average)")
+        for name in ("value_epochs", "ppg_n_pi", "aux_epochs"):
+            _check_int(name, getattr(self, name), minimum=1)
+        if self.aux_num_minibatches is not None:
+            _check_int("aux_num_minibatches", self.aux_num_minibatches, minimum=1)
+        if not isinstance(self.noise_scale, bool):
+            raise ValueError(f"noise_scale: expected a bool, got {self.noise_scale!r}")
+        if self.batch_max_envs is not None:
+            _check_int("batch_max_envs", self.batch_max_envs, minimum=1)
+        if self.batch_e0 is not None:
+            _check_int("batch_e0", self.batch_e0, minimum=1)
+        _check_real("batch_power", self.batch_power, low=0.0)
+        schedule = self.schedule()
+        if schedule.kind != "fixed":
+            if self.anneal_lr:
+                raise ValueError("anneal_lr: cannot anneal over a batch-size schedule")
+            if self.algo.startswith("ppg") and self.updates_per_chunk % self.ppg_n_pi:
+                raise ValueError(
+                    f"updates_per_chunk: a batch schedule with PPG changes the batch between "
+                    f"phases, so it must be a multiple of ppg_n_pi = {self.ppg_n_pi}"
+                )
+        if (self.noise_scale or schedule.kind == "adaptive") and self.num_minibatches < 2:
+            raise ValueError("num_minibatches: the noise scale needs at least 2 minibatches")
+        buffered = self.ppg_n_pi * self.batch_size
+        if self.algo.startswith("ppg") and buffered % self.aux_minibatches:
+            raise ValueError(
+                f"aux_num_minibatches: the {buffered} buffered samples (ppg_n_pi*num_envs*"
+                f"rollout_length) do not split into {self.aux_minibatches} minibatches"
+            )
 
     @classmethod
     def preset(cls, env: str, **overrides: Any) -> TrainConfig:
@@ -196,7 +296,9 @@ class RunResult:
 
 def window_means(chunk_metrics: UpdateMetrics, batch_size: int) -> dict[str, np.ndarray]:
     """Host-side reduction of one chunk's (M, K) metrics to per-member window values (M,)."""
-    m = {k: np.asarray(v, np.float64) for k, v in chunk_metrics._asdict().items()}
+    shape = np.shape(chunk_metrics.reward_sum)
+    m = {k: np.broadcast_to(np.asarray(v, np.float64), shape)
+         for k, v in chunk_metrics._asdict().items()}
     k = m["reward_sum"].shape[1]
     episodes = m["episodes"].sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -211,8 +313,15 @@ def window_means(chunk_metrics: UpdateMetrics, batch_size: int) -> dict[str, np.
             ),
         }
     for name in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "grad_norm",
-                 "lr"):
+                 "lr", "prox_kl"):
         out[name] = m[name].mean(1)
+    out["noise_g2"], out["noise_trace"] = m["noise_g2"].mean(1), m["noise_trace"].mean(1)
+    out["noise_scale"] = noise_scale_from_sums(m["noise_g2"], m["noise_trace"], axis=1)
+    out["batch_size"] = np.full(m["noise_g2"].shape[0], float(batch_size))
+    phases = m["aux_phase"].sum(1)
+    for name in ("aux_kl", "aux_value_loss"):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[name] = np.where(phases > 0, (m[name] * m["aux_phase"]).sum(1) / phases, np.nan)
     return out
 
 
@@ -226,6 +335,9 @@ def build_static(config: TrainConfig, env: Any, obs_shape: tuple[int, ...]) -> t
     net_cfg = networks.NetworkConfig(
         family=family, width=config.width, depth=config.depth, activation=config.activation
     )
+    phasic = config.algo.startswith("ppg")
+    if phasic:
+        net_cfg = dataclasses.replace(net_cfg, aux_value_head=True)
     module = networks.build(net_cfg, env.num_actions)
     static = ChunkStatic(
         env=env,
@@ -239,6 +351,14 @@ def build_static(config: TrainConfig, env: Any, obs_shape: tuple[int, ...]) -> t
         anneal_lr=config.anneal_lr,
         adam_eps=config.adam_eps,
         level_seed=config.level_seed,
+        algo=config.algo,
+        objective=config.objective,
+        value_epochs=config.value_epochs,
+        ppg_n_pi=config.ppg_n_pi,
+        aux_epochs=config.aux_epochs,
+        aux_num_minibatches=config.aux_minibatches,
+        aux_apply_fn=functools.partial(module.apply, return_aux=True) if phasic else None,
+        noise_scale=config.noise_scale or config.batch_schedule == "adaptive",
     )
     return static, net_cfg
 
@@ -271,15 +391,13 @@ class PreparedRun:
         """Freshly initialized members (params from each seed's init stream, envs reset)."""
         from scalelab import networks
 
-        def init_one(key: jax.Array) -> Params:
-            return networks.init_params(
-                self.net_cfg, init_key(key), self.obs_shape, self.env.num_actions
-            )
-
         keys = member_root_keys(list(self.seeds))
-        # lax.map, not vmap: a batched QR (orthogonal init) deadlocks jax 0.10's CPU LAPACK
-        # kernels on 2-thread pools (both threads wait in ParallelBatchMap for each other).
-        params = jax.jit(lambda ks: jax.lax.map(init_one, ks))(keys)
+        # One member at a time, then stacked: a vmapped init of the CNN families hangs on this
+        # project's CPU machines (jax 0.10; unbatched it does not). Same keys, same values.
+        params = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[
+            networks.init_params(self.net_cfg, init_key(k), self.obs_shape, self.env.num_actions)
+            for k in keys
+        ])
         return init_members(self.static, self.hparams, keys, params, self.env_params)
 
     def compile(self, state: MemberState) -> dict[int, Any]:
@@ -341,7 +459,13 @@ def execute(
     compile_seconds: float = math.nan,
     progress: bool = True,
 ) -> RunResult:
-    """Run every chunk of `run` from `state` (donated) with `compiled` (from run.compile)."""
+    """Run every chunk of `run` from `state` (donated) with `compiled` (from run.compile).
+
+    With a batch-size schedule (config.batch_schedule != "fixed") the chunks are not known in
+    advance: after each one the schedule picks num_envs, the members grow between chunks
+    (`grow_members`), and programs for shapes not in `compiled` are compiled on first use
+    (added to compile_seconds, not to train_seconds).
+    """
     from tqdm.auto import tqdm
 
     import envs_jax
@@ -354,24 +478,33 @@ def execute(
     bar = tqdm(total=config.num_updates * config.batch_size, unit="step", unit_scale=True,
                disable=not progress, desc=f"{config.env} x{len(run.seeds)}")
 
-    def record(n: int, metrics: UpdateMetrics) -> None:
-        windows.append(window_means(metrics, config.batch_size))
-        bar.update(n * config.batch_size)
+    def record(n: int, batch: int, metrics: UpdateMetrics) -> None:
+        windows.append(window_means(metrics, batch))
+        bar.update(n * batch)
         finite = windows[-1][score_name][np.isfinite(windows[-1][score_name])]
         bar.set_postfix(score=f"{finite.mean():.4g}" if finite.size else "n/a")
 
     t0 = time.perf_counter()
     pending = None
     env_params = run.env_params
-    for n in run.chunk_sizes:
-        # Dispatch is asynchronous: the previous chunk's metrics are read while this one runs.
-        state, env_params, metrics = compiled[n](state, run.hparams, env_params)
-        if pending is not None:
-            record(*pending)
-        pending = (n, metrics)
-    record(*pending)
+    schedule = config.schedule()
+    if schedule.kind == "fixed":
+        for n in run.chunk_sizes:
+            # Dispatch is asynchronous: the previous chunk's metrics are read while this runs.
+            state, env_params, metrics = compiled[n](state, run.hparams, env_params)
+            if pending is not None:
+                record(*pending)
+            pending = (n, config.batch_size, metrics)
+        record(*pending)
+        ends = np.cumsum(run.chunk_sizes, dtype=np.int64) * config.batch_size
+        setup_seconds = 0.0
+    else:
+        state, env_params, ends, setup_seconds = _execute_scheduled(
+            run, compiled, state, env_params, schedule, record, windows
+        )
+        compile_seconds = np.nansum([compile_seconds, setup_seconds])
     jax.block_until_ready(state)
-    train_seconds = time.perf_counter() - t0
+    train_seconds = time.perf_counter() - t0 - setup_seconds
     bar.close()
 
     stacked = {name: np.stack([w[name] for w in windows], axis=1) for name in windows[0]}
@@ -379,7 +512,7 @@ def execute(
     return RunResult(
         config=config,
         seeds=run.seeds,
-        interactions=np.cumsum(run.chunk_sizes, dtype=np.int64) * config.batch_size,
+        interactions=np.asarray(ends, np.int64),
         score=stacked[score_name],
         score_kind=kind,
         network=run.net_cfg.family,
@@ -390,3 +523,43 @@ def execute(
         compile_seconds=compile_seconds,
         train_seconds=train_seconds,
     )
+
+
+def _execute_scheduled(
+    run: PreparedRun,
+    compiled: dict[int, Any],
+    state: MemberState,
+    env_params: Any,
+    schedule: BatchSchedule,
+    record: Any,
+    windows: list[dict[str, np.ndarray]],
+) -> tuple[MemberState, Any, list[int], float]:
+    """The chunk loop of a batch-size schedule: (state, env_params, chunk ends in interactions,
+    seconds spent compiling new shapes and growing members)."""
+    config, static = run.config, run.static
+    programs = {(static.num_envs, n): fn for n, fn in compiled.items()}
+    setup = 0.0
+    done, ends = 0, []
+    while (n := min(config.updates_per_chunk, (config.total_interactions - done) // (
+            batch := static.num_envs * config.rollout_length))) > 0:
+        if (static.num_envs, n) not in programs:
+            t = time.perf_counter()
+            programs[static.num_envs, n] = jax.jit(
+                make_chunk_fn(static.with_updates_per_chunk(n), carry_env_params=True),
+                donate_argnums=0,
+            ).lower(state, run.hparams, env_params).compile()
+            setup += time.perf_counter() - t
+        state, env_params, metrics = programs[static.num_envs, n](state, run.hparams, env_params)
+        done += n * batch
+        ends.append(done)
+        record(n, batch, metrics)
+        w = windows[-1]
+        envs = schedule.next_envs(
+            static.num_envs, done, float(noise_scale_from_sums(w["noise_g2"], w["noise_trace"])),
+            batch // config.num_minibatches,
+        )
+        if envs != static.num_envs:
+            t = time.perf_counter()
+            static, state = grow_members(static, state, envs, env_params)
+            setup += time.perf_counter() - t
+    return state, env_params, ends, setup

@@ -1,4 +1,4 @@
-"""The `scalelab train` and `scalelab quickstart` subcommands (registered by scalelab.cli)."""
+"""The `scalelab train` and `scalelab train-quickstart` subcommands (registered by scalelab.cli)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ MNIST_TARGET = 0.9
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the `train` and `quickstart` subparsers to the `scalelab` command."""
+    """Add the `train` and `train-quickstart` subparsers to the `scalelab` command."""
     p = sub.add_parser(
         "train",
         help="train PPO on one environment, several seeds vmapped; write curve CSV + PNG",
@@ -40,10 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
     q = sub.add_parser(
-        "quickstart",
+        "train-quickstart",
         help="short MNIST-as-RL runs at widths 1/16, 1/8, 1/4: print and plot learning curves",
     )
-    q.add_argument("--out", default="runs/quickstart", help="output directory")
+    q.add_argument("--out", default="runs/train-quickstart", help="output directory")
     q.add_argument("--interactions", type=int, default=QUICKSTART_INTERACTIONS,
                    help="env steps per seed and width")
     q.add_argument("--seeds", type=int, default=1, help="seeds per width")

@@ -56,6 +56,21 @@ def normalize_advantages(adv: jax.Array) -> jax.Array:
     return (adv - adv.mean()) / (adv.std() + _ADV_EPS)
 
 
+def categorical_entropy(log_probs_all: jax.Array) -> jax.Array:
+    """Mean entropy of categorical distributions given their log-probs (n, A): mean -Σ p log p."""
+    return -jnp.sum(jnp.exp(log_probs_all) * log_probs_all, axis=-1).mean()
+
+
+def clipped_value_loss(
+    values: jax.Array, old_values: jax.Array, returns: jax.Array, eps: jax.Array | float
+) -> jax.Array:
+    """mean( 0.5 max((V - R)², (V_old + clip(V - V_old, -ε, ε) - R)²) ) over samples (n,)."""
+    values_clipped = old_values + jnp.clip(values - old_values, -eps, eps)
+    return 0.5 * jnp.maximum(
+        jnp.square(values - returns), jnp.square(values_clipped - returns)
+    ).mean()
+
+
 def ppo_loss(
     params: Params, apply_fn: ApplyFn, batch: Batch, coefs: LossCoefs
 ) -> tuple[jax.Array, LossInfo]:
@@ -76,7 +91,7 @@ def ppo_loss(
     logits, values = apply_fn(params, batch.obs)
     log_probs_all = jax.nn.log_softmax(logits)
     log_probs = jnp.take_along_axis(log_probs_all, batch.actions[:, None], axis=-1)[:, 0]
-    entropy = -jnp.sum(jnp.exp(log_probs_all) * log_probs_all, axis=-1).mean()
+    entropy = categorical_entropy(log_probs_all)
 
     log_ratio = log_probs - batch.old_log_probs
     ratio = jnp.exp(log_ratio)
@@ -85,10 +100,7 @@ def ppo_loss(
     surrogate = jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - eps, 1.0 + eps) * adv)
     policy_loss = -surrogate.mean()
 
-    values_clipped = batch.old_values + jnp.clip(values - batch.old_values, -eps, eps)
-    value_loss = 0.5 * jnp.maximum(
-        jnp.square(values - batch.returns), jnp.square(values_clipped - batch.returns)
-    ).mean()
+    value_loss = clipped_value_loss(values, batch.old_values, batch.returns, eps)
 
     total = policy_loss + coefs.vf_coef * value_loss - coefs.ent_coef * entropy
     approx_kl = ((ratio - 1.0) - log_ratio).mean()
@@ -169,11 +181,29 @@ def ppo_update(
         )
         return (params, opt_state), UpdateInfo(info, norm)
 
-    def epoch(carry, epoch_key):
-        minibatches = shuffle_minibatches(epoch_key, batch, num_minibatches)
-        return lax.scan(minibatch_step, carry, minibatches)
-
-    (params, opt_state), infos = lax.scan(
-        epoch, (params, opt_state), jax.random.split(key, update_epochs)
+    (params, opt_state), info = run_epochs(
+        minibatch_step, (params, opt_state), batch, key, update_epochs, num_minibatches
     )
-    return params, opt_state, jax.tree.map(jnp.mean, infos)
+    return params, opt_state, info
+
+
+def run_epochs(
+    step: Callable[[Any, Batch], tuple[Any, Any]],
+    carry: Any,
+    batch: Batch,
+    key: jax.Array,
+    epochs: int,
+    num_minibatches: int,
+) -> tuple[Any, Any]:
+    """`epochs` passes of `step(carry, minibatch) -> (carry, info)` over random minibatches.
+
+    Every epoch draws a fresh permutation of the batch's n samples from `key` (split per epoch)
+    and scans `step` over its num_minibatches minibatches. Returns the final carry and the mean
+    of `info` over all epochs and minibatches.
+    """
+
+    def epoch(carry, epoch_key):
+        return lax.scan(step, carry, shuffle_minibatches(epoch_key, batch, num_minibatches))
+
+    carry, infos = lax.scan(epoch, carry, jax.random.split(key, epochs))
+    return carry, jax.tree.map(jnp.mean, infos)

@@ -1,0 +1,164 @@
+"""Benchmark: PPO-EWMA vs PPO on MNIST-v0, PPG-EWMA vs PPO on CoinRun-v0, PPG buffer memory.
+
+Prints one JSON line per result:
+
+- {"bench": "algo_compare", "env", "algo", "objective", "seeds", "interactions": [...],
+  "score_mean": [...], "score_min": [...], "score_max": [...], "final_score", "params",
+  "train_seconds", "compile_seconds"}: learning curves on the same budget and seeds (score:
+  training accuracy on MNIST-v0, mean episode return on CoinRun-v0); or a line with "skipped"
+  when an environment is not registered.
+- {"bench": "ppg_aux_memory", "env", "ppg_n_pi", "batch_size", "obs_shape", "obs_dtype",
+  "predicted_bytes_per_member", "measured_state_bytes_per_member",
+  "measured_argument_delta_per_member"}: the auxiliary buffer's predicted size
+  (`scalelab.algos.ppg.aux_buffer_bytes`) against the bytes of the members' buffer arrays and
+  against XLA's argument-size difference between the compiled PPG and PPO chunk programs.
+
+and saves the curves as a plot (--plot). Run: `PYTHONPATH=. python benchmarks/algo_compare.py`
+(SCALELAB_MNIST pointing at mnist.npz); see --help for sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from typing import Any
+
+import jax
+import numpy as np
+
+import envs_jax
+from scalelab import TrainConfig, train
+from scalelab.algos import ppg
+from scalelab.members import MemberHparams, init_key, init_members, make_chunk_fn
+from scalelab.train import build_static, member_root_keys
+
+
+def curve_line(env: str, cfg: TrainConfig, seeds: int) -> dict[str, Any]:
+    """Train `seeds` seeds of cfg together; the learning curve as a JSON-able dict."""
+    r = train(cfg, num_seeds=seeds, progress=False)
+    score = r.score
+    return {
+        "bench": "algo_compare", "env": env, "algo": cfg.algo, "objective": cfg.objective,
+        "width": cfg.width, "seeds": seeds, "interactions": r.interactions.tolist(),
+        "score_mean": np.nanmean(score, 0).tolist(), "score_min": np.nanmin(score, 0).tolist(),
+        "score_max": np.nanmax(score, 0).tolist(),
+        "final_score": float(np.nanmean(score[:, -max(1, score.shape[1] // 8):])),
+        "params": r.params, "train_seconds": round(r.train_seconds, 2),
+        "compile_seconds": round(r.compile_seconds, 2),
+    }
+
+
+def memory_line(cfg: TrainConfig, members: int) -> dict[str, Any]:
+    """Predicted vs measured bytes of PPG's auxiliary buffer per member for cfg."""
+    env, env_params = envs_jax.make(cfg.env, **cfg.env_kwargs)
+    obs_shape = tuple(env.observation_space(env_params).shape)
+    obs, _ = env.reset(jax.random.PRNGKey(0), env_params)
+    from scalelab import networks
+
+    arg_bytes = {}
+    for algo in ("ppo", "ppg"):
+        c = dataclasses.replace(cfg, algo=algo).validate()
+        static, net_cfg = build_static(c, env, obs_shape)
+        keys = member_root_keys(list(range(members)))
+        params = jax.tree.map(lambda *x: np.stack(x), *[
+            networks.init_params(net_cfg, init_key(k), obs_shape, env.num_actions) for k in keys
+        ])
+        hp = MemberHparams.from_config(c, members)
+        state = init_members(static, hp, keys, params, env_params)
+        compiled = jax.jit(make_chunk_fn(static.with_updates_per_chunk(1))).lower(
+            state, hp, env_params).compile()
+        arg_bytes[algo] = compiled.memory_analysis().argument_size_in_bytes
+        if algo == "ppg":
+            buffer_bytes = sum(x.nbytes for x in jax.tree.leaves(state.aux_buffer)) // members
+    return {
+        "bench": "ppg_aux_memory", "env": cfg.env, "ppg_n_pi": cfg.ppg_n_pi,
+        "batch_size": cfg.batch_size, "obs_shape": list(obs_shape), "obs_dtype": str(obs.dtype),
+        "predicted_bytes_per_member": ppg.aux_buffer_bytes(
+            cfg.ppg_n_pi, cfg.batch_size, obs_shape, obs.dtype),
+        "measured_state_bytes_per_member": int(buffer_bytes),
+        "measured_argument_delta_per_member": (arg_bytes["ppg"] - arg_bytes["ppo"]) // members,
+    }
+
+
+def plot(lines: list[dict[str, Any]], path: str) -> None:
+    """Mean curves with min-max bands over seeds, one panel per environment."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({ln["env"] for ln in lines})
+    fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 3.6), squeeze=False)
+    for ax, env in zip(axes[0], envs, strict=True):
+        for ln in (x for x in lines if x["env"] == env):
+            e = np.asarray(ln["interactions"])
+            label = f"{ln['algo']} ({ln['objective']})"
+            ax.plot(e, ln["score_mean"], label=label)
+            ax.fill_between(e, ln["score_min"], ln["score_max"], alpha=0.2)
+        ax.set_xlabel("interactions per member")
+        ax.set_ylabel("training accuracy" if env == "MNIST-v0" else "episode return")
+        ax.set_title(f"{env}, {lines[0]['seeds']} seeds")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    """Parse sizes, run the comparisons and the memory check, print JSON lines, save the plot."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--mnist-width", type=float, default=0.125)
+    ap.add_argument("--mnist-interactions", type=int, default=65_536)
+    ap.add_argument("--mnist-envs", type=int, default=16)
+    ap.add_argument("--mnist-rollout", type=int, default=64)
+    ap.add_argument("--coinrun-width", type=float, default=0.25)
+    ap.add_argument("--coinrun-interactions", type=int, default=262_144)
+    ap.add_argument("--coinrun-envs", type=int, default=32)
+    ap.add_argument("--coinrun-rollout", type=int, default=64)
+    ap.add_argument("--plot", default="algo_compare.png")
+    args = ap.parse_args()
+
+    lines = []
+    mnist = dict(width=args.mnist_width, num_envs=args.mnist_envs,
+                 rollout_length=args.mnist_rollout, total_interactions=args.mnist_interactions,
+                 update_epochs=2, num_minibatches=4, updates_per_chunk=4)
+    # EWMA centre of mass = policy steps per iteration (2 epochs x 4 minibatches = 8)
+    decay = 8 / 9
+    for algo in ("ppo", "ppo_ewma"):
+        cfg = TrainConfig.preset("MNIST-v0", algo=algo, ewma_decay=decay, **mnist)
+        lines.append(curve_line("MNIST-v0", cfg, args.seeds))
+        print(json.dumps(lines[-1]), flush=True)
+
+    if "CoinRun-v0" in envs_jax.registered_names():
+        coin = dict(env_kwargs={"distribution_mode": "easy"}, network="impala",
+                    width=args.coinrun_width, num_envs=args.coinrun_envs,
+                    rollout_length=args.coinrun_rollout,
+                    total_interactions=args.coinrun_interactions, gamma=0.999, gae_lambda=0.95,
+                    lr=5e-4, num_minibatches=8, updates_per_chunk=4)
+        runs = [dict(algo="ppo", update_epochs=3),
+                dict(algo="ppg_ewma", objective="kl", update_epochs=1, value_epochs=1,
+                     ppg_n_pi=4, ewma_decay=decay)]
+        for extra in runs:
+            cfg = TrainConfig(env="CoinRun-v0", **coin, **extra)
+            lines.append(curve_line("CoinRun-v0", cfg, args.seeds))
+            print(json.dumps(lines[-1]), flush=True)
+    else:
+        print(json.dumps({"bench": "algo_compare", "env": "CoinRun-v0",
+                          "skipped": "CoinRun-v0 is not registered on this checkout"}))
+    plot(lines, args.plot)
+
+    mem_cfg = TrainConfig.preset("MNIST-v0", algo="ppg", width=0.125, num_envs=16,
+                                 rollout_length=64, ppg_n_pi=8)
+    print(json.dumps(memory_line(mem_cfg, members=2)), flush=True)
+    paper = ppg.aux_buffer_bytes(32, 64 * 256, (64, 64, 3), np.uint8)
+    print(json.dumps({"bench": "ppg_aux_memory", "env": "Procgen (PPG defaults)",
+                      "ppg_n_pi": 32, "batch_size": 64 * 256, "obs_shape": [64, 64, 3],
+                      "obs_dtype": "uint8", "predicted_bytes_per_member": paper,
+                      "predicted_gib": round(paper / 2**30, 2),
+                      "log2_bytes": round(math.log2(paper), 2)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""`scalelab sweep plan|run`: the command-line face of the sweep planner and runner."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["add_quickstart_parser", "add_sweep_parser", "route_fit_to_run_dirs"]
+
+QUICKSTART_SPEC = Path(__file__).resolve().parents[2] / "sweeps" / "quickstart.toml"
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from scalelab.sweep.plan import make_plan
+    from scalelab.sweep.spec import SpecError, load_spec
+
+    try:
+        plan = make_plan(load_spec(args.spec))
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(plan.describe())
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from scalelab.sweep.run import run_sweep
+    from scalelab.sweep.spec import SpecError
+
+    if args.distributed:
+        import jax
+
+        # None lets JAX detect the cluster (SLURM, Open MPI, ...); JAX_COORDINATOR_ADDRESS too
+        jax.distributed.initialize(coordinator_address=args.coordinator,
+                                   num_processes=args.num_processes,
+                                   process_id=args.process_id)
+    try:
+        run_sweep(args.spec, args.out, resume=args.resume, max_chunks=args.max_chunks,
+                  progress=not args.quiet)
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `sweep plan SPEC` and `sweep run SPEC --out DIR` on the main parser."""
+    p = sub.add_parser("sweep", help="plan or run a sweep spec (see sweeps/README.md)")
+    ss = p.add_subparsers(dest="sweep_command", required=True)
+    pp = ss.add_parser("plan", help="print members, groups, padding overhead and memory")
+    pp.add_argument("spec", help="path to a sweep spec (TOML)")
+    pp.set_defaults(func=_cmd_plan)
+    pr = ss.add_parser("run", help="train every member of a spec; re-run to resume")
+    pr.add_argument("spec", nargs="?", default=None,
+                    help="path to a sweep spec (TOML); optional with --resume")
+    pr.add_argument("--out", required=True, help="run directory")
+    pr.add_argument("--resume", action="store_true",
+                    help="continue the sweep in --out from its last good checkpoint "
+                         "(re-running into an existing run directory does the same)")
+    pr.add_argument("--max-chunks", type=int, default=None,
+                    help="stop after this many chunks in this invocation (resume later)")
+    pr.add_argument("--distributed", action="store_true",
+                    help="call jax.distributed.initialize() first (multi-host runs)")
+    pr.add_argument("--coordinator", default=None, help="with --distributed: host:port of "
+                    "process 0 (default: $JAX_COORDINATOR_ADDRESS or cluster detection)")
+    pr.add_argument("--num-processes", type=int, default=None, help="with --distributed")
+    pr.add_argument("--process-id", type=int, default=None, help="with --distributed")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.set_defaults(func=_cmd_run)
+
+
+def _print_fits(summary: dict) -> None:
+    from fitting.cli import format_table
+
+    for label, (fit, out) in summary["fits"].items():
+        print(f"\n== {label or 'power law'} ({out / 'fit.json'})")
+        print(format_table(fit))
+    hfit = summary["horizon"]
+    if hfit is not None:
+        print(f"horizon: E = {hfit.intercept:.4g} + {hfit.slope:.4g}·h  (R² = {hfit.r2:.3f})")
+
+
+def _cmd_fit_dir(args: argparse.Namespace) -> int:
+    from scalelab.sweep.fit import fit_run_dir
+
+    if args.out is not None:
+        print("error: --out is not used with a run directory (results go into it)",
+              file=sys.stderr)
+        return 2
+    summary = fit_run_dir(args.path, compute=args.compute, k=args.k, bootstrap=args.bootstrap,
+                          seed=args.seed, exclude_fraction=args.exclude_fraction,
+                          starts=args.starts, make_plots=not args.no_plots,
+                          horizon_target=args.horizon_target)
+    _print_fits(summary)
+    return 0 if all(fit.converged for fit, _ in summary["fits"].values()) else 1
+
+
+def route_fit_to_run_dirs(sub: argparse._SubParsersAction) -> None:
+    """Make `scalelab fit DIR` fit a sweep's run directory; files still go to fitting's CLI."""
+    parser = sub.choices["fit"]
+    fit_file = parser.get_default("func")
+
+    def fit(args: argparse.Namespace) -> int:
+        return _cmd_fit_dir(args) if Path(args.path).is_dir() else fit_file(args)
+
+    parser.set_defaults(func=fit)
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> int:
+    from scalelab.sweep.fit import fit_run_dir
+    from scalelab.sweep.run import run_sweep
+
+    if not QUICKSTART_SPEC.is_file():
+        print(f"error: {QUICKSTART_SPEC} not found; run from a checkout installed with "
+              f"`pip install -e .`", file=sys.stderr)
+        return 2
+    run_sweep(QUICKSTART_SPEC, args.out, progress=not args.quiet)
+    summary = fit_run_dir(args.out, bootstrap=args.bootstrap)
+    _print_fits(summary)
+    for fit, out in summary["fits"].values():
+        lo, hi = (fit.intervals or {}).get("size_exponent", (float("nan"), float("nan")))
+        print(f"\noptimal model size N_opt ∝ C^{fit.size_exponent:.3f} "
+              f"(5–95%: {lo:.3f}–{hi:.3f}); alpha_N = {fit.alpha_N:.3f}, "
+              f"alpha_E = {fit.alpha_E:.3f}")
+        print(f"plots: {', '.join(str(p) for p in sorted(out.glob('*.png')))}")
+    return 0
+
+
+def add_quickstart_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `quickstart`: the quickstart sweep (sweeps/quickstart.toml), then its fit."""
+    p = sub.add_parser("quickstart", help="run the quickstart sweep and fit its scaling law")
+    p.add_argument("--out", default="runs/quickstart", help="run directory")
+    p.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamples")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_quickstart)

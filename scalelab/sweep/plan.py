@@ -1,0 +1,323 @@
+"""Sweep planner: expand a spec into members, pack them into vmapped groups, estimate memory.
+
+Members whose networks have the same shapes share a group (one vmapped program each). Members of
+different widths can share a group too, zero-padded to the group's width (exact: see
+`scalelab.networks.pad_params`), at the price of padded FLOPs. The planner picks, per depth, the
+fewest groups whose padded FLOPs stay within `max_padding_overhead` of the unpadded total.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from scalelab.sweep.spec import SpecError, SweepSpec, train_config
+
+__all__ = ["Group", "Member", "Plan", "choose_partition", "make_plan", "memory_per_member"]
+
+# Floats kept per transition in the rollout buffer besides observations (action, log-prob, value,
+# reward, done flags, advantage, return, ...), and copies of the parameters alive at the peak of
+# an update (params, Adam's two moments, gradients, the update itself).
+_FLOATS_PER_TRANSITION = 12
+_PARAM_COPIES = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One training run of the sweep and where it lives (group, slot within the group)."""
+
+    index: int
+    width: float
+    depth: int | None
+    param_ratio: float | None
+    seed: int
+    lr: float
+    lr_scale: float
+    hparams: Mapping[str, float]
+    params: int
+    flops_per_interaction: int
+    group: int
+    slot: int
+
+    def row(self, spec: SweepSpec) -> dict[str, Any]:
+        """This member as a flat manifest row (JSON-safe)."""
+        return {
+            "member": self.index,
+            "group": self.group,
+            "slot": self.slot,
+            "env": spec.env,
+            "family": spec.family,
+            "width": self.width,
+            "depth": self.depth,
+            "param_ratio": self.param_ratio,
+            "params": self.params,
+            "flops_per_interaction": self.flops_per_interaction,
+            "seed": self.seed,
+            "lr": self.lr,
+            "lr_scale": self.lr_scale,
+            **dict(self.hparams),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """Members vmapped together, all padded to `network` (a NetworkConfig)."""
+
+    index: int
+    network: Any
+    members: tuple[int, ...]
+    unpadded_flops: int
+    padded_flops: int
+    memory_per_member: int
+
+    @property
+    def memory_bytes(self) -> int:
+        """Estimated device memory of the whole group (bytes)."""
+        return self.memory_per_member * len(self.members)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The expanded sweep: members, groups and the update/chunk schedule."""
+
+    spec: SweepSpec
+    members: tuple[Member, ...]
+    groups: tuple[Group, ...]
+    obs_shape: tuple[int, ...]
+    num_actions: int
+    interactions_per_update: int
+    num_chunks: int
+
+    @property
+    def num_updates(self) -> int:
+        """Updates per member over the whole sweep (whole chunks)."""
+        return self.num_chunks * self.spec.updates_per_chunk
+
+    @property
+    def total_interactions(self) -> int:
+        """Interactions per member actually run (the budget rounded up to whole chunks)."""
+        return self.num_updates * self.interactions_per_update
+
+    @property
+    def padding_overhead(self) -> float:
+        """Padded FLOPs over unpadded FLOPs, minus one, over all groups."""
+        unpadded = sum(g.unpadded_flops for g in self.groups)
+        return sum(g.padded_flops for g in self.groups) / unpadded - 1.0
+
+    def describe(self) -> str:
+        """A human-readable summary: schedule, then one line per group."""
+        s = self.spec
+        lines = [
+            f"sweep {s.name!r}: {len(self.members)} members in {len(self.groups)} groups, "
+            f"env {s.env}, network {s.family}",
+            f"  {self.total_interactions:,} interactions per member = {self.num_chunks} chunks x "
+            f"{s.updates_per_chunk} updates x {self.interactions_per_update} interactions"
+            + (f" (budget {s.interactions:,} rounded up)"
+               if self.total_interactions != s.interactions else ""),
+            f"  padded-FLOP overhead {100 * self.padding_overhead:.1f}% "
+            f"(allowed {100 * s.max_padding_overhead:.0f}%)",
+        ]
+        for g in self.groups:
+            widths = sorted({self.members[i].width for i in g.members})
+            lines.append(
+                f"  group {g.index}: {len(g.members):3d} members, width {g.network.width:.4g}"
+                f" (members' widths {', '.join(f'{w:.4g}' for w in widths)})"
+                + (f", depth {g.network.depth}" if g.network.depth is not None else "")
+                + f", padding +{100 * (g.padded_flops / g.unpadded_flops - 1):.1f}%"
+                f" FLOPs, ~{_mib(g.memory_bytes)} ({_mib(g.memory_per_member)}/member)"
+            )
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as JSON-safe data (written as plan.json in a run directory)."""
+        return {
+            "name": self.spec.name,
+            "obs_shape": list(self.obs_shape),
+            "num_actions": self.num_actions,
+            "interactions_per_update": self.interactions_per_update,
+            "num_chunks": self.num_chunks,
+            "updates_per_chunk": self.spec.updates_per_chunk,
+            "total_interactions": self.total_interactions,
+            "padding_overhead": self.padding_overhead,
+            "groups": [
+                {
+                    "group": g.index,
+                    "network": dataclasses.asdict(g.network),
+                    "members": list(g.members),
+                    "unpadded_flops": g.unpadded_flops,
+                    "padded_flops": g.padded_flops,
+                    "memory_per_member": g.memory_per_member,
+                }
+                for g in self.groups
+            ],
+            "members": [m.row(self.spec) for m in self.members],
+        }
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def choose_partition(
+    counts: Sequence[int], group_cost: Callable[[int, int], float], max_overhead: float
+) -> list[tuple[int, int]]:
+    """Fewest contiguous groups of sizes (sorted ascending) within a padded-cost budget.
+
+    Sizes i = 0..n-1 hold counts[i] members; `group_cost(i, j)` is the per-member cost of a group
+    padded to size j holding sizes i..j (increasing in j). A partition into groups [i, j] costs
+    Σ_groups (Σ_{i..j} counts) · group_cost(i, j). Among partitions whose cost is at most
+    (1 + max_overhead) × the unpadded cost Σ_i counts[i] · group_cost(i, i), return one with the
+    fewest groups, ties broken by lower cost, as a list of inclusive (i, j) ranges.
+    Dynamic programming over (groups, prefix): O(n³) cost evaluations at most.
+    """
+    n = len(counts)
+    prefix = list(itertools.accumulate(counts, initial=0))
+    cost = {(i, j): (prefix[j + 1] - prefix[i]) * group_cost(i, j)
+            for i in range(n) for j in range(i, n)}
+    budget = (1.0 + max_overhead) * sum(cost[(i, i)] for i in range(n))
+    # best[j] = (cost, ranges) of the cheapest split of sizes 0..j-1 into k groups
+    best: list[tuple[float, list[tuple[int, int]]] | None] = [(0.0, [])] + [None] * n
+    for _ in range(n):
+        nxt: list[tuple[float, list[tuple[int, int]]] | None] = [None] * (n + 1)
+        for j in range(1, n + 1):
+            for i in range(j):
+                if best[i] is None:
+                    continue
+                c = best[i][0] + cost[(i, j - 1)]
+                if nxt[j] is None or c < nxt[j][0]:
+                    nxt[j] = (c, best[i][1] + [(i, j - 1)])
+        best = nxt
+        if best[n] is not None and best[n][0] <= budget * (1 + 1e-12):
+            return best[n][1]
+    raise AssertionError("one group per size always meets the budget")
+
+
+def memory_per_member(
+    network: Any, obs_shape: tuple[int, ...], obs_dtype: Any, num_actions: int, train_cfg: Any
+) -> int:
+    """Estimated peak device bytes one member of a group padded to `network` needs.
+
+    bytes = 4·P·5 (params, Adam μ and ν, gradients, update)
+          + T·E·(2·obs_bytes + 4·12) (rollout: observations, final observations, 12 floats)
+          + 4·A·(2·M + E) (activations: forward + backward on a minibatch of M, inference on E)
+    with P parameters, A activation floats per observation of both towers (from flax's
+    intermediates under `jax.eval_shape`, nothing computed), T rollout length, E envs.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from scalelab import networks
+
+    n_params = networks.param_count(network, obs_shape, num_actions)
+    module = networks.build(network, num_actions)
+    obs = jax.ShapeDtypeStruct((1, *obs_shape), obs_dtype)
+
+    def forward(o: jax.Array) -> Any:
+        params = module.init(jax.random.key(0), o)
+        return module.apply(params, o, capture_intermediates=True, mutable=["intermediates"])
+
+    out = jax.eval_shape(forward, obs)
+    activations = sum(math.prod(x.shape) for x in jax.tree.leaves(out))
+    batch = train_cfg.num_envs * train_cfg.rollout_length
+    minibatch = batch // train_cfg.num_minibatches
+    obs_bytes = math.prod(obs_shape) * np.dtype(jnp.dtype(obs_dtype)).itemsize
+    return int(
+        4 * n_params * _PARAM_COPIES
+        + batch * (2 * obs_bytes + 4 * _FLOATS_PER_TRANSITION)
+        + 4 * activations * (2 * minibatch + train_cfg.num_envs)
+    )
+
+
+def _member_grid(spec: SweepSpec) -> list[dict[str, Any]]:
+    """The cartesian product of the spec's axes, in AXIS_NAMES order (last axis fastest)."""
+    names = list(spec.axes)
+    combos = itertools.product(*spec.axes.values())
+    return [dict(zip(names, combo, strict=True)) for combo in combos]
+
+
+def make_plan(spec: SweepSpec) -> Plan:
+    """Expand `spec` into members and groups. Builds the env (a bad `[env.kwargs]` is a
+    SpecError) and uses the networks' exact parameter and FLOP counts; compiles nothing."""
+    import envs_jax
+    from scalelab import networks
+
+    try:
+        env, env_params = envs_jax.make(spec.env, **spec.env_kwargs)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"{spec.path}: [env.kwargs]: {exc}") from None
+    space = env.observation_space(env_params)
+    obs_shape = tuple(space.shape)
+    num_actions = int(env.num_actions)
+
+    def net(width: float, depth: int | None) -> Any:
+        return networks.NetworkConfig(spec.family, width=width, depth=depth,
+                                      activation=spec.activation)
+
+    grid = _member_grid(spec)
+    rows = []
+    for combo in grid:
+        depth = combo.get("depth")
+        ratio = combo.get("param_ratio")
+        width = (
+            networks.width_for_param_ratio(spec.family, ratio, obs_shape, num_actions, depth)
+            if ratio is not None else combo["width"]
+        )
+        scale = combo.get("lr_scale", 1.0)
+        hp = {k: v for k, v in combo.items()
+              if k not in ("width", "param_ratio", "depth", "seed", "lr_scale")}
+        rows.append(dict(width=float(width), depth=depth, param_ratio=ratio, seed=combo["seed"],
+                         lr=spec.lr_rule.lr(width, depth) * scale, lr_scale=scale, hparams=hp))
+    base_cfg = train_config(spec, width=1.0, seed=0, lr=spec.lr_rule.base)
+    per_update = base_cfg.num_envs * base_cfg.rollout_length
+    num_updates = -(-spec.interactions // per_update)
+    num_chunks = -(-num_updates // spec.updates_per_chunk)
+
+    counts = {}
+    for r in rows:
+        cfg = net(r["width"], r["depth"])
+        counts[cfg] = counts.get(cfg, 0) + 1
+    groups_cfgs: list[tuple[Any, list[Any]]] = []
+    for depth in sorted({c.depth for c in counts}, key=lambda d: -1 if d is None else d):
+        sizes = sorted((c for c in counts if c.depth == depth), key=lambda c: c.width)
+
+        def per_member(i: int, j: int, sizes: list = sizes) -> float:
+            return networks.forward_flops(networks.group_config(sizes[i:j + 1]), obs_shape,
+                                          num_actions)
+
+        for i, j in choose_partition([counts[c] for c in sizes], per_member,
+                                     spec.max_padding_overhead):
+            groups_cfgs.append((networks.group_config(sizes[i:j + 1]), sizes[i:j + 1]))
+
+    member_of: dict[Any, tuple[int, Any]] = {}
+    for gi, (gcfg, cfgs) in enumerate(groups_cfgs):
+        for c in cfgs:
+            member_of[c] = (gi, gcfg)
+    slots = [0] * len(groups_cfgs)
+    members = []
+    for index, r in enumerate(rows):
+        cfg = net(r["width"], r["depth"])
+        gi, _ = member_of[cfg]
+        members.append(Member(
+            index=index, **r,
+            params=networks.param_count(cfg, obs_shape, num_actions),
+            flops_per_interaction=networks.forward_flops(cfg, obs_shape, num_actions),
+            group=gi, slot=slots[gi],
+        ))
+        slots[gi] += 1
+    groups = []
+    for gi, (gcfg, _) in enumerate(groups_cfgs):
+        idx = tuple(m.index for m in members if m.group == gi)
+        groups.append(Group(
+            index=gi, network=gcfg, members=idx,
+            unpadded_flops=sum(members[i].flops_per_interaction for i in idx),
+            padded_flops=len(idx) * networks.forward_flops(gcfg, obs_shape, num_actions),
+            memory_per_member=memory_per_member(gcfg, obs_shape, space.dtype, num_actions,
+                                                base_cfg),
+        ))
+    return Plan(spec=spec, members=tuple(members), groups=tuple(groups), obs_shape=obs_shape,
+                num_actions=num_actions, interactions_per_update=per_update,
+                num_chunks=num_chunks)

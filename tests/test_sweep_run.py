@@ -1,0 +1,246 @@
+"""Fused sweep runner: a member trains the same alone, in a group, padded, sharded and resumed;
+NaN faults are contained; the run directory's manifest and metrics are right.
+
+Uses CartPole-v1 with a tiny MLP (fast to compile, no data files). One runner is compiled per
+module and reused wherever the plan is the same.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from scalelab import networks
+from scalelab.sweep.plan import make_plan
+from scalelab.sweep.run import FusedRunner, execute, run_sweep
+from scalelab.sweep.rundir import RunDir
+from scalelab.sweep.spec import parse_spec, train_config
+from scalelab.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+CHUNKS = 6
+SPEC = f"""
+name = "tiny"
+[env]
+name = "CartPole-v1"
+[network]
+family = "mlp"
+[train]
+num_envs = 4
+rollout_length = 16
+update_epochs = 1
+num_minibatches = 2
+[budget]
+interactions = {CHUNKS * 2 * 64}
+updates_per_chunk = 2
+log_interval = 1
+checkpoint_every = 2
+[lr]
+base = 1e-3
+[plan]
+max_padding_overhead = 0.0
+[axes]
+width = [0.25, 0.5]
+seed = [0, 1, 2]
+gamma = [0.99, 0.9, 0.8]
+"""
+PADDED = SPEC.replace("max_padding_overhead = 0.0", "max_padding_overhead = 100.0")
+METRICS = ("episode_return_sum", "policy_loss", "value_loss", "entropy", "grad_norm", "episodes")
+
+
+def _run_chunks(runner, n, state=None):
+    """n chunks from a fresh state: per member, metrics name -> (n*K,) array; final state."""
+    state = runner.init_state() if state is None else state
+    out = {i: {k: [] for k in METRICS} for i in range(len(runner.plan.members))}
+    for _ in range(n):
+        state, metrics = runner.step(state)
+        for g, m in enumerate(metrics):
+            m = m._asdict()
+            for s, i in enumerate(runner.plan.groups[g].members):
+                for k in METRICS:
+                    out[i][k].append(np.asarray(m[k][s]))
+    return {i: {k: np.concatenate(v) for k, v in d.items()} for i, d in out.items()}, state
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """The unpadded plan's runner and an uninterrupted run of it into a run directory."""
+    tmp = tmp_path_factory.mktemp("base")
+    spec_file = tmp / "tiny.toml"
+    spec_file.write_text(SPEC)
+    runner = FusedRunner(make_plan(parse_spec(SPEC, str(spec_file))))
+    rd = RunDir(tmp / "run")
+    rd.create(SPEC, runner.plan.to_json(), {})
+    execute(runner, rd, runner.init_state(), progress=False)
+    return runner, rd, spec_file
+
+
+def test_plan_groups_by_width_and_pads_when_allowed(base):
+    runner, _, _ = base
+    assert len(runner.plan.members) == 18
+    assert [len(g.members) for g in runner.plan.groups] == [9, 9]
+    padded = make_plan(parse_spec(PADDED, "p.toml"))
+    assert len(padded.groups) == 1 and padded.groups[0].network.width == 0.5
+
+
+def test_member_in_sweep_equals_lone_trainer_run(base):
+    runner, _, _ = base
+    plan = runner.plan
+    per_member, _ = _run_chunks(runner, 3)
+    for width, gamma in [(0.5, 0.8)]:
+        members = [m for m in plan.members if m.width == width and m.hparams["gamma"] == gamma]
+        assert [m.seed for m in members] == [0, 1, 2]
+        m = members[0]
+        cfg = train_config(plan.spec, width=width, seed=0, lr=m.lr, gamma=gamma,
+                           total_interactions=3 * 2 * 64)
+        alone = train(cfg, num_seeds=3, progress=False)
+        for m in members:
+            for k in ("policy_loss", "value_loss", "entropy", "grad_norm"):
+                mine = per_member[m.index][k].reshape(3, 2).mean(1)
+                np.testing.assert_allclose(mine, alone.metrics[k][m.seed], rtol=2e-5, atol=1e-6,
+                                           err_msg=f"member {m.index} {k}")
+
+
+def test_padded_member_equals_unpadded_and_padding_stays_zero(base):
+    runner, _, _ = base
+    padded = FusedRunner(make_plan(parse_spec(PADDED, "p.toml")))
+    ref, _ = _run_chunks(runner, 2)
+    got, state = _run_chunks(padded, 2)
+    for i in ref:
+        for k in METRICS:
+            np.testing.assert_allclose(got[i][k], ref[i][k], rtol=2e-5, atol=1e-6,
+                                       err_msg=f"member {i} {k}")
+    plan = padded.plan
+    group = plan.groups[0]
+    for s, i in enumerate(group.members):
+        m = plan.members[i]
+        own = networks.NetworkConfig("mlp", m.width)
+        params = jax.tree.map(lambda x, s=s: x[s], state.groups[0].params)
+        shapes = networks.param_shapes(own, plan.obs_shape, plan.num_actions)
+        inner = jax.tree.map(lambda x, t: x[tuple(slice(0, d) for d in t.shape)], params, shapes)
+        repadded = networks.pad_params(inner, own, group.network, plan.obs_shape,
+                                       plan.num_actions)
+        assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)),
+                                                params, repadded))), f"member {i}"
+
+
+def _rows(rd):
+    return [r for r in rd.read_metrics()]
+
+
+def test_manifest_counts_match_networks_and_metrics_are_complete(base):
+    runner, rd, _ = base
+    plan = runner.plan
+    manifest = rd.read_manifest()
+    assert manifest["complete"] and manifest["updates_done"] == CHUNKS * 2
+    for row in manifest["members"]:
+        cfg = networks.NetworkConfig("mlp", row["width"])
+        shapes = networks.param_shapes(cfg, plan.obs_shape, plan.num_actions)
+        assert row["params"] == sum(x.size for x in jax.tree.leaves(shapes))
+        assert row["params"] == networks.param_count(cfg, plan.obs_shape, plan.num_actions)
+        assert row["flops_per_interaction"] == networks.forward_flops(
+            cfg, plan.obs_shape, plan.num_actions)
+        assert row["status"] == "ok"
+    rows = _rows(rd)
+    assert len(rows) == len(plan.members) * CHUNKS * 2
+    assert {int(r["interactions"]) for r in rows} == {64 * u for u in range(1, CHUNKS * 2 + 1)}
+    gammas = {(int(r["member"]), float(r["gamma"])) for r in rows}
+    assert gammas == {(m.index, m.hparams["gamma"]) for m in plan.members}
+
+
+def test_nan_in_one_member_is_flagged_and_others_unchanged(base, tmp_path):
+    runner, ref_rd, _ = base
+    victim = runner.plan.groups[1].members[2]
+    state = runner.init_state()
+    g, s = runner.plan.members[victim].group, runner.plan.members[victim].slot
+    poisoned = jax.tree.map(lambda x: x.at[s].set(jnp.nan), state.groups[g].params)
+    state = state.replace(groups=tuple(
+        st.replace(params=poisoned) if k == g else st for k, st in enumerate(state.groups)))
+    rd = RunDir(tmp_path / "run")
+    rd.create(SPEC, runner.plan.to_json(), {})
+    execute(runner, rd, state, max_chunks=3, progress=False)
+    manifest = rd.read_manifest()
+    flagged = {r["member"]: (r["status"], r["fault_update"]) for r in manifest["members"]}
+    assert flagged.pop(victim) == ("non_finite", 1)
+    assert set(flagged.values()) == {("ok", None)}
+    ref = {(r["member"], r["update"]): r for r in _rows(ref_rd)}
+    for r in _rows(rd):
+        if int(r["member"]) == victim:
+            assert r["valid"] == "0"
+        else:
+            assert r == ref[(r["member"], r["update"])]
+
+
+def _script(body):
+    return textwrap.dedent(body)
+
+
+def test_sharded_over_two_cpu_devices_equals_one_device(base, tmp_path):
+    runner, rd, spec_file = base
+    out = tmp_path / "sharded"
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+           "PYTHONPATH": str(ROOT)}
+    code = _script(f"""
+        import jax
+        assert len(jax.devices()) == 2, jax.devices()
+        from scalelab.sweep.run import run_sweep
+        rd = run_sweep({str(spec_file)!r}, {str(out)!r}, progress=False)
+        """)
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=600)
+    got = {(r["member"], r["update"]): r for r in _rows(RunDir(out))}
+    ref = {(r["member"], r["update"]): r for r in _rows(rd)}
+    assert got.keys() == ref.keys()
+    for key, r in ref.items():
+        for k in ("score", "policy_loss", "value_loss", "entropy"):
+            a, b = float(got[key][k]), float(r[k])
+            assert a == pytest.approx(b, rel=1e-4, abs=1e-6, nan_ok=True), (key, k)
+
+
+def test_kill_and_resume_with_a_corrupt_checkpoint_equals_uninterrupted(base, tmp_path):
+    runner, ref_rd, spec_file = base
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "scalelab.cli", "sweep", "run", str(spec_file), "--out",
+           str(out), "--quiet", "--max-chunks", "5"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        if (out / "checkpoints" / "4" / "commit_success.txt").exists():
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read().decode()
+    steps = sorted(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit())
+    assert len(steps) >= 2 and steps[-1] < CHUNKS
+    latest = out / "checkpoints" / str(steps[-1])
+    for f in latest.rglob("*"):
+        if f.is_file() and f.stat().st_size > 0:
+            f.write_bytes(b"garbage")
+
+    resumed = run_sweep(None, out, resume=True, progress=False)
+    assert (out / "corrupt_checkpoints" / str(steps[-1])).exists()
+    assert resumed.read_manifest()["complete"]
+    got = _rows(resumed)
+    ref = _rows(ref_rd)
+    assert got == ref
+
+
+def test_rerun_with_a_different_spec_is_refused(base, tmp_path):
+    from scalelab.sweep.spec import SpecError
+
+    _, rd, _ = base
+    other = tmp_path / "other.toml"
+    other.write_text(SPEC.replace("base = 1e-3", "base = 2e-3"))
+    with pytest.raises(SpecError, match="differs"):
+        run_sweep(other, rd.path, progress=False)
+    assert json.loads(rd.manifest_file.read_text())["complete"]

@@ -1,0 +1,153 @@
+"""Sweep specs: shipped specs parse, axes expand, and each class of bad input is a clear error."""
+
+import itertools
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scalelab.cli import main
+from scalelab.sweep.spec import SCHEMA, LrRule, SpecError, load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD = """
+[env]
+name = "MNIST-v0"
+[network]
+family = "mnist_cnn"
+[train]
+num_envs = 8
+rollout_length = 4
+num_minibatches = 2
+[budget]
+interactions = 1000
+updates_per_chunk = 4
+[lr]
+base = 1e-3
+[axes]
+width = [0.0625, 0.125]
+seed = [0, 1, 2]
+gamma = {geom = [0.5, 0.125, 3]}
+"""
+
+
+def test_good_spec_expands_axes_and_defaults():
+    spec = parse_spec(GOOD, "good.toml")
+    assert spec.name == "good"
+    assert spec.axes["width"] == (0.0625, 0.125)
+    assert spec.axes["seed"] == (0, 1, 2)
+    np.testing.assert_allclose(spec.axes["gamma"], np.geomspace(0.5, 0.125, 3), rtol=1e-12)
+    assert spec.log_interval == 1 and spec.checkpoint_every == 10
+    assert spec.lr_rule == LrRule(1e-3, -0.5, 0.0)
+    assert list(spec.axes) == ["width", "seed", "gamma"]
+
+
+def test_lr_rule_is_base_times_width_and_depth_powers():
+    rule = LrRule(2e-3, -0.5, 0.25)
+    for w, d in itertools.product([0.25, 1.0, 4.0], [1, 4, 16]):
+        assert rule.lr(w, d) == pytest.approx(2e-3 / math.sqrt(w) * d**0.25)
+    assert rule.lr(4.0, None) == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("name", ["quickstart", "mnist_width", "mnist_horizon"])
+def test_shipped_specs_validate(name):
+    spec = load_spec(ROOT / "sweeps" / f"{name}.toml")
+    assert spec.env == "MNIST-v0"
+    assert spec.name == name
+
+
+def test_mnist_width_spans_1_64_to_8_times_params_in_factors_of_two():
+    spec = load_spec(ROOT / "sweeps" / "mnist_width.toml")
+    np.testing.assert_allclose(spec.axes["param_ratio"], 2.0 ** np.arange(-6, 4), rtol=1e-12)
+
+
+def test_mnist_horizon_sweeps_gamma_with_lambda_one():
+    spec = load_spec(ROOT / "sweeps" / "mnist_horizon.toml")
+    assert spec.train["gae_lambda"] == 1.0
+    horizons = 1 / (1 - np.array(spec.axes["gamma"]))
+    assert len(horizons) >= 4 and np.all(np.diff(horizons) > 0)
+
+
+def test_readme_documents_every_schema_key():
+    readme = (ROOT / "sweeps" / "README.md").read_text()
+    for table, keys in SCHEMA.items():
+        for key in keys:
+            assert re.search(rf"`{key}`", readme), f"[{table}] {key} undocumented"
+
+
+def _edit(old, new):
+    assert old in GOOD
+    return GOOD.replace(old, new)
+
+
+BAD = {
+    "unknown top-level key": (GOOD + "\nbogus = 1\n", "bogus"),
+    "unknown table key": (_edit("updates_per_chunk = 4", "updates_per_chunk = 4\nspeed = 2"),
+                          "speed"),
+    "unknown axis": (_edit("seed = [0, 1, 2]", "seed = [0, 1, 2]\nmomentum = [0.9]"),
+                     "momentum"),
+    "unknown train key": (_edit("num_envs = 8", "num_envs = 8\nturbo = true"), "turbo"),
+    "train key owned elsewhere": (_edit("num_envs = 8", "num_envs = 8\nlr = 0.1"), "lr"),
+    "unknown env": (_edit('"MNIST-v0"', '"NoSuchEnv-v9"'), "NoSuchEnv-v9"),
+    "missing required": (_edit("base = 1e-3", ""), "base"),
+    "wrong type str": (_edit("interactions = 1000", 'interactions = "lots"'), "interactions"),
+    "wrong type bool": (_edit("interactions = 1000", "interactions = true"), "interactions"),
+    "wrong type float for int": (_edit("interactions = 1000", "interactions = 1000.5"),
+                                 "interactions"),
+    "wrong type in train": (_edit("num_envs = 8", 'num_envs = "8"'), "num_envs"),
+    "out of range budget": (_edit("interactions = 1000", "interactions = -5"), "interactions"),
+    "out of range axis": (_edit("gamma = {geom = [0.5, 0.125, 3]}", "gamma = [0.5, 1.5]"),
+                          "gamma"),
+    "out of range seed": (_edit("seed = [0, 1, 2]", "seed = [-1]"), "seed"),
+    "bad geom": (_edit("gamma = {geom = [0.5, 0.125, 3]}", "gamma = {geom = [0.5, 0.1]}"),
+                 "gamma"),
+    "duplicate axis values": (_edit("seed = [0, 1, 2]", "seed = [1, 1]"), "seed"),
+    "log interval": (_edit("updates_per_chunk = 4", "updates_per_chunk = 4\nlog_interval = 3"),
+                     "log_interval"),
+    "width and ratio": (_edit("width = [0.0625, 0.125]",
+                              "width = [0.0625]\nparam_ratio = [0.5]"), "param_ratio"),
+    "swept and fixed": (_edit("num_envs = 8", "num_envs = 8\ngamma = 0.9"), "gamma"),
+    "trainer validation": (_edit("num_minibatches = 2", "num_minibatches = 3"),
+                           "num_minibatches"),
+    "budget below one update": (_edit("interactions = 1000", "interactions = 16"),
+                                "[budget] interactions"),
+    "not toml": ("[env\nname = 1", "not valid TOML"),
+    "table expected": (_edit("[lr]\nbase = 1e-3", "lr = 0.001"), "lr"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_spec_error_names_file_and_key(case):
+    text, key = BAD[case]
+    with pytest.raises(SpecError) as err:
+        parse_spec(text, "/some/dir/bad_spec.toml")
+    msg = str(err.value)
+    assert "/some/dir/bad_spec.toml" in msg
+    assert key in msg
+
+
+def test_bad_env_kwargs_is_a_spec_error_from_the_planner():
+    from scalelab.sweep.plan import make_plan
+
+    spec = parse_spec(_edit('name = "MNIST-v0"', 'name = "MNIST-v0"\n[env.kwargs]\nwarp = 3'),
+                      "kw.toml")
+    with pytest.raises(SpecError, match=r"kw\.toml.*env\.kwargs.*warp"):
+        make_plan(spec)
+
+
+def test_missing_spec_file_names_the_file(tmp_path):
+    with pytest.raises(SpecError, match="nope.toml"):
+        load_spec(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("case", ["unknown env", "out of range axis", "trainer validation"])
+def test_cli_writes_nothing_for_a_bad_spec(tmp_path, capsys, case):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(BAD[case][0])
+    out = tmp_path / "run"
+    assert main(["sweep", "run", str(spec), "--out", str(out), "--quiet"]) == 2
+    assert not out.exists()
+    assert "bad.toml" in capsys.readouterr().err
