@@ -255,7 +255,9 @@ def init_members(
 
     if env_params is None:
         env_params = static.env.default_params
-    return jax.vmap(one, in_axes=(0, 0, None))(keys, params, env_params)
+    # One compiled program rather than hundreds of eagerly dispatched small ops (faster, and
+    # eager dispatch of this many ops has been seen to deadlock jax 0.10's CPU client).
+    return jax.jit(jax.vmap(one, in_axes=(0, 0, None)))(keys, params, env_params)
 
 
 def grow_members(

@@ -110,7 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    """`scalelab quickstart`: MNIST-v0 at a few widths; print curves, write CSV + PNG."""
+    """`scalelab train-quickstart`: MNIST-v0 at a few widths; print curves, write CSV + PNG."""
     from scalelab import report
     from scalelab.train import TrainConfig
 
