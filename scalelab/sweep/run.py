@@ -161,6 +161,13 @@ class FusedRunner:
         self.hparams = tuple(self._shard(hp) for hp in self.hparams)
         self._compiled: dict[int, Any] = {}
         self._grow: dict[tuple[int, int], Any] = {}
+        self._jitted: dict[tuple, Any] = {}
+
+    def _jit(self, key: tuple, fn: Any) -> Any:
+        """jax.jit(fn), kept under `key` so that a second init_state compiles nothing."""
+        if key not in self._jitted:
+            self._jitted[key] = jax.jit(fn)
+        return self._jitted[key]
 
     def _static(self, g: int, num_envs: int) -> Any:
         return dataclasses.replace(self.statics[g], num_envs=num_envs)
@@ -175,8 +182,9 @@ class FusedRunner:
 
         plan, group = self.plan, self.plan.groups[g]
         keys = member_root_keys([plan.members[i].seed for i in self.slots[g]])
-        inits = {cfg: jax.jit(partial(_init_padded, cfg, group.network, plan.obs_shape,
-                                      plan.num_actions))
+        inits = {cfg: self._jit(("params", cfg, group.network),
+                                partial(_init_padded, cfg, group.network, plan.obs_shape,
+                                        plan.num_actions))
                  for cfg in {self.networks[i] for i in self.slots[g]}}
         params = [inits[self.networks[i]](key) for i, key in zip(self.slots[g], keys, strict=True)]
         return jax.tree.map(lambda *x: jnp.stack(x), *params)
@@ -236,8 +244,8 @@ class FusedRunner:
         for g, hp in enumerate(self._hparams_host):
             with jax.default_device(device):
                 params = self._group_params(g)
-            pool = jax.jit(partial(self._group_env_params, g))(env_params)
-            state = jax.jit(partial(self._group_members, g, envs))(
+            pool = self._jit(("pools", g), partial(self._group_env_params, g))(env_params)
+            state = self._jit(("members", g, envs), partial(self._group_members, g, envs))(
                 jax.device_put(hp, device), params, pool if self.member_pools else env_params)
             groups.append(jax.tree.map(np.asarray, state))
             pools.append(jax.tree.map(np.asarray, pool))
