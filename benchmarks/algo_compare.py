@@ -15,6 +15,13 @@ Prints one JSON line per result:
 
 and saves the curves as a plot (--plot). Run: `PYTHONPATH=. python benchmarks/algo_compare.py`
 (SCALELAB_MNIST pointing at mnist.npz); see --help for sizes.
+
+With `--coinrun-specs SPEC...` the CoinRun comparison runs those sweep specs instead (e.g. the
+paper's small-scale setup: `--coinrun-specs sweeps/coinrun_ppg_ewma.toml sweeps/coinrun_ppo.toml
+--sweep-out runs/algo_compare`): each is run (or resumed) into SWEEP_OUT/<spec name> by the
+fused sweep runner, and one "algo_compare" line per (spec, model size) is printed with the seeds'
+mean/min/max curves ("wall_seconds": the sweep's wall time in this call, compiles included).
+The run directories can then be fitted with `scalelab fit`.
 """
 
 from __future__ import annotations
@@ -48,6 +55,44 @@ def curve_line(env: str, cfg: TrainConfig, seeds: int) -> dict[str, Any]:
         "params": r.params, "train_seconds": round(r.train_seconds, 2),
         "compile_seconds": round(r.compile_seconds, 2),
     }
+
+
+def sweep_lines(spec_path: str, out_root: str) -> list[dict[str, Any]]:
+    """Run (or resume) the sweep `spec_path` into out_root/<name>; one curve line per size."""
+    import time
+    from collections import defaultdict
+    from pathlib import Path
+
+    from scalelab.sweep.run import run_sweep
+    from scalelab.sweep.spec import load_spec
+
+    spec = load_spec(spec_path)
+    t0 = time.perf_counter()
+    rd = run_sweep(spec_path, Path(out_root) / spec.name, progress=False)
+    wall = time.perf_counter() - t0
+    members = {m["member"]: m for m in rd.read_manifest()["members"]}
+    curves: dict[float, dict[int, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
+    for row in rd.read_metrics():
+        m = members[int(row["member"])]
+        score = float(row["score"]) if row["valid"] == "1" and row["score"] else math.nan
+        curves[m["width"]][m["member"]].append((int(row["interactions"]), score))
+    cfg = dict(spec.train)
+    lines = []
+    for width, per_member in sorted(curves.items()):
+        e = np.array([i for i, _ in next(iter(per_member.values()))])
+        score = np.array([[s for _, s in pts] for pts in per_member.values()])
+        some = next(m for m in members.values() if m["width"] == width)
+        lines.append({
+            "bench": "algo_compare", "env": spec.env, "source": spec_path,
+            "algo": cfg.get("algo", "ppo"), "objective": cfg.get("objective", "clip"),
+            "width": width, "seeds": score.shape[0], "interactions": e.tolist(),
+            "score_mean": np.nanmean(score, 0).tolist(),
+            "score_min": np.nanmin(score, 0).tolist(), "score_max": np.nanmax(score, 0).tolist(),
+            "final_score": float(np.nanmean(score[:, -max(1, score.shape[1] // 8):])),
+            "params": some["params"], "policy_params": some["policy_params"],
+            "wall_seconds": round(wall, 2), "run_dir": str(rd.path),
+        })
+    return lines
 
 
 def memory_line(cfg: TrainConfig, members: int) -> dict[str, Any]:
@@ -94,7 +139,8 @@ def plot(lines: list[dict[str, Any]], path: str) -> None:
     for ax, env in zip(axes[0], envs, strict=True):
         for ln in (x for x in lines if x["env"] == env):
             e = np.asarray(ln["interactions"])
-            label = f"{ln['algo']} ({ln['objective']})"
+            label = f"{ln['algo']} ({ln['objective']})" + (
+                f" w={ln['width']:.3g}" if "source" in ln else "")
             ax.plot(e, ln["score_mean"], label=label)
             ax.fill_between(e, ln["score_min"], ln["score_max"], alpha=0.2)
         ax.set_xlabel("interactions per member")
@@ -117,6 +163,10 @@ def main() -> None:
     ap.add_argument("--coinrun-interactions", type=int, default=262_144)
     ap.add_argument("--coinrun-envs", type=int, default=32)
     ap.add_argument("--coinrun-rollout", type=int, default=64)
+    ap.add_argument("--coinrun-specs", nargs="+", default=None, metavar="SPEC",
+                    help="run the CoinRun comparison from these sweep specs instead")
+    ap.add_argument("--sweep-out", default="runs/algo_compare",
+                    help="with --coinrun-specs: parent folder of their run directories")
     ap.add_argument("--plot", default="algo_compare.png")
     args = ap.parse_args()
 
@@ -131,7 +181,12 @@ def main() -> None:
         lines.append(curve_line("MNIST-v0", cfg, args.seeds))
         print(json.dumps(lines[-1]), flush=True)
 
-    if "CoinRun-v0" in envs_jax.registered_names():
+    if args.coinrun_specs:
+        for path in args.coinrun_specs:
+            for line in sweep_lines(path, args.sweep_out):
+                lines.append(line)
+                print(json.dumps(line), flush=True)
+    elif "CoinRun-v0" in envs_jax.registered_names():
         coin = dict(env_kwargs={"distribution_mode": "easy"}, network="impala",
                     width=args.coinrun_width, num_envs=args.coinrun_envs,
                     rollout_length=args.coinrun_rollout,

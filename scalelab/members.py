@@ -34,7 +34,7 @@ Params = Any
 # per-update streams) with the update index, so every random draw depends only on the member's
 # seed and the update it belongs to.
 (_STREAM_INIT, _STREAM_ENV, _STREAM_POLICY, _STREAM_MINIBATCH, _STREAM_AUX, _STREAM_NOISE,
- _STREAM_GROW) = range(7)
+ _STREAM_GROW, _STREAM_LEVELS, _STREAM_LEVEL_FILL) = range(9)
 
 
 class MemberHparams(struct.PyTreeNode):
@@ -147,6 +147,12 @@ class ChunkStatic:
     aux_value) (apply_fn must be its first two outputs). noise_scale: also estimate the
     gradient noise scale every update (num_minibatches gradients of the PPO loss at the
     update's starting parameters: one extra pass over the batch).
+
+    member_env_params: env_params carry a leading member axis, i.e. every member owns its env
+    params. For envs with a level pool (`refresh_levels`) each member then refreshes its own
+    pool from its own key stream (`init_level_pools` fills it), so members of different seeds
+    never share levels and a member's levels depend on its seed and `level_seed` alone.
+    Default False: one copy shared by all members, refreshed from `level_seed` alone.
     """
 
     env: Any
@@ -168,6 +174,7 @@ class ChunkStatic:
     aux_num_minibatches: int = 32
     aux_apply_fn: ppg_lib.AuxApplyFn | None = None
     noise_scale: bool = False
+    member_env_params: bool = False
 
     def __post_init__(self) -> None:
         if self.algo not in decoupled.ALGOS:
@@ -205,6 +212,36 @@ def _stream_key(root_key: jax.Array, stream: int, update: jax.Array) -> jax.Arra
     return jax.random.fold_in(jax.random.fold_in(root_key, stream), update)
 
 
+def _level_key(root_key: jax.Array, level_seed: int, stream: int, index: jax.Array
+               ) -> jax.Array:
+    """Key of a member-owned level pool's refresh `index` (stream: per update, or the fill)."""
+    return jax.random.fold_in(_stream_key(root_key, stream, level_seed), index)
+
+
+def init_level_pools(static: ChunkStatic, keys: jax.Array, env_params: Any) -> Any:
+    """Member-owned env params (leading axis M) for `static.member_env_params`.
+
+    keys: the members' root keys (M, 2); env_params: unbatched. For an env with a ring level
+    pool (`refresh_levels` and `pool_size`/`refresh_size` fields, as `envs_jax.procgen`), each
+    member's pool is refilled completely: pool_size/refresh_size refreshes keyed by the member's
+    root key, `level_seed` and the refresh index, so it depends on the member's seed alone.
+    Other envs get M copies of `env_params`.
+    """
+    refresh = getattr(static.env, "refresh_levels", None)
+
+    def one(key: jax.Array) -> Any:
+        if refresh is None:
+            return env_params
+        fills = env_params.pool_size // env_params.refresh_size
+        return lax.fori_loop(
+            0, fills,
+            lambda i, p: refresh(_level_key(key, static.level_seed, _STREAM_LEVEL_FILL, i), p),
+            env_params,
+        )
+
+    return jax.vmap(one)(keys)
+
+
 def init_members(
     static: ChunkStatic,
     hparams: MemberHparams,
@@ -219,6 +256,9 @@ def init_members(
     (shared, unbatched) defaults to the env's `default_params`; pass the ones the chunk will get.
     """
     num_members = keys.shape[0]
+    if static.member_env_params and env_params is None:
+        raise ValueError("env_params: member_env_params needs the members' own env params "
+                         "(see init_level_pools)")
     if hparams.lr.shape != (num_members,):
         raise ValueError(
             f"hparams: expected a leading member axis of {num_members} (keys), "
@@ -255,9 +295,10 @@ def init_members(
 
     if env_params is None:
         env_params = static.env.default_params
+    env_axis = 0 if static.member_env_params else None
     # One compiled program rather than hundreds of eagerly dispatched small ops (faster, and
     # eager dispatch of this many ops has been seen to deadlock jax 0.10's CPU client).
-    return jax.jit(jax.vmap(one, in_axes=(0, 0, None)))(keys, params, env_params)
+    return jax.jit(jax.vmap(one, in_axes=(0, 0, env_axis)))(keys, params, env_params)
 
 
 def grow_members(
@@ -268,18 +309,22 @@ def grow_members(
     The running environments keep going; the new ones are reset from each member's key (its
     grow stream at the current update), so the result still depends on the member alone. PPG's
     buffer is re-allocated for the new batch, so call this only at a phase boundary (no update
-    buffered). Returns the new static structure and state; compile a new chunk for them.
+    buffered; checked unless traced). env_params: as the chunk gets them (with a member axis
+    when static.member_env_params). Returns the new static structure and state; compile a new
+    chunk for them.
     """
     extra = num_envs - static.num_envs
     if extra < 0:
         raise ValueError(f"num_envs: can only grow ({static.num_envs} -> {num_envs})")
-    if state.aux_buffer is not None and int(jnp.max(state.update_count)) % static.ppg_n_pi:
+    # (under jit the caller guarantees the boundary: the count is not known here)
+    if (state.aux_buffer is not None and not isinstance(state.update_count, jax.core.Tracer)
+            and int(jnp.max(state.update_count)) % static.ppg_n_pi):
         raise ValueError("grow_members: PPG's buffer holds rollouts; grow at a phase boundary")
     if env_params is None:
         env_params = static.env.default_params
     new_static = dataclasses.replace(static, num_envs=num_envs)
 
-    def one(s: MemberState) -> MemberState:
+    def one(s: MemberState, env_params: Any) -> MemberState:
         keys = jax.random.split(_stream_key(s.key, _STREAM_GROW, s.update_count), extra)
         obs, env_state = jax.vmap(static.env.reset, in_axes=(0, None))(keys, env_params)
         cat = lambda a, b: jnp.concatenate([a, b.astype(a.dtype)])  # noqa: E731
@@ -298,7 +343,8 @@ def grow_members(
 
     if extra == 0:
         return new_static, state
-    return new_static, jax.vmap(one)(state)
+    env_axis = 0 if static.member_env_params else None
+    return new_static, jax.vmap(one, in_axes=(0, env_axis))(state, env_params)
 
 
 class _Transition(NamedTuple):
@@ -502,7 +548,9 @@ def make_chunk_fn(static: ChunkStatic, carry_env_params: bool = False) -> Callab
 
     Level pools: if the env has `refresh_levels(key, env_params)`, it is called once per update
     before the members' rollouts (outside the member vmap, so the pool stays one shared copy),
-    keyed by `level_seed` and the update index. The pool is state that must persist across
+    keyed by `level_seed` and the update index; with `static.member_env_params` the env_params
+    carry a member axis and each member's pool is refreshed from its own key (root key,
+    level_seed, its update index). The pool is state that must persist across
     chunks, so such envs need `carry_env_params=True`, which makes the chunk return
     (member_state, env_params, metrics); pass the returned env_params to the next call (and
     checkpoint them). Without a refresh hook, the returned env_params are the input ones.
@@ -515,7 +563,8 @@ def make_chunk_fn(static: ChunkStatic, carry_env_params: bool = False) -> Callab
             "persist across chunks; use make_chunk_fn(static, carry_env_params=True)"
         )
     member_update = jax.vmap(
-        lambda s, h, e: _member_update(static, s, h, e), in_axes=(0, 0, None)
+        lambda s, h, e: _member_update(static, s, h, e),
+        in_axes=(0, 0, 0 if static.member_env_params else None),
     )
     aux_all = jax.vmap(lambda s, h, m: _member_aux_phase(static, s, h, m))
     phasic = decoupled.is_phasic(static.algo)
@@ -544,9 +593,14 @@ def make_chunk_fn(static: ChunkStatic, carry_env_params: bool = False) -> Callab
         else:
             def body(carry, _):
                 state, env_params = carry
-                env_params = refresh(
-                    jax.random.fold_in(level_key, jnp.max(state.update_count)), env_params
-                )
+                if static.member_env_params:
+                    env_params = jax.vmap(lambda k, u, e: refresh(
+                        _level_key(k, static.level_seed, _STREAM_LEVELS, u), e
+                    ))(state.key, state.update_count, env_params)
+                else:
+                    env_params = refresh(
+                        jax.random.fold_in(level_key, jnp.max(state.update_count)), env_params
+                    )
                 state, metrics = update_all(state, hparams, env_params)
                 return (state, env_params), metrics
 

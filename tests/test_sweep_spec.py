@@ -119,6 +119,51 @@ BAD = {
 }
 
 
+def _algo(train, axes=""):
+    """GOOD with extra [train] lines and extra [axes] lines."""
+    return _edit("num_envs = 8", f"num_envs = 8\n{train}").replace(
+        "seed = [0, 1, 2]", f"seed = [0, 1, 2]\n{axes}")
+
+
+BAD.update({
+    "ewma_decay out of range": (_algo('algo = "ppo_ewma"', "ewma_decay = [0.5, 1.0]"),
+                                "[axes] ewma_decay"),
+    "imp_samp_max below one": (_algo('algo = "ppo_ewma"', "imp_samp_max = [0.5, 2.0]"),
+                               "[axes] imp_samp_max"),
+    "kl_coef negative": (_algo('objective = "kl"', "kl_coef = -1.0"), "[axes] kl_coef"),
+    "beta_clone wrong type": (_algo('algo = "ppg"', 'beta_clone = ["big"]'),
+                              "[axes] beta_clone"),
+    "kl_coef axis without kl objective": (_algo("", "kl_coef = [0.5, 1.0]"), "[axes] kl_coef"),
+    "ewma_decay axis with plain ppg": (_algo('algo = "ppg"', "ewma_decay = [0.5, 0.9]"),
+                                       "[axes] ewma_decay"),
+    "beta_clone axis with ppo": (_algo('algo = "ppo_ewma"', "beta_clone = [0.5, 2.0]"),
+                                 "[axes] beta_clone"),
+    "imp_samp_max axis with clipped ppo": (_algo("", "imp_samp_max = [2.0, 4.0]"),
+                                           "[axes] imp_samp_max"),
+    "unknown algo": (_algo('algo = "trpo"'), "[train] algo"),
+    "unknown objective": (_algo('objective = "reinforce"'), "[train] objective"),
+    "ppg aux minibatches": (_algo('algo = "ppg"\naux_num_minibatches = 3'),
+                            "aux_num_minibatches"),
+    "power schedule with ppg chunks": (_algo('algo = "ppg"\nbatch_schedule = "power"'),
+                                       "[budget] updates_per_chunk"),
+    "adaptive schedule": (_algo('batch_schedule = "adaptive"'), "[train] batch_schedule"),
+})
+
+
+def test_algorithm_axes_reach_the_members():
+    from scalelab.sweep.plan import make_plan
+
+    text = _algo('algo = "ppg_ewma"\nobjective = "kl"\nppg_n_pi = 2',
+                 "kl_coef = [0.1, 1.0]\newma_decay = 0.5\nbeta_clone = [2.0, 3.0]\n"
+                 "imp_samp_max = 50.0")
+    plan = make_plan(parse_spec(text, "ok.toml"))
+    assert len(plan.members) == 2 * 3 * 3 * 2 * 2  # width, seed, gamma, kl_coef, beta_clone
+    assert {(m.hparams["kl_coef"], m.hparams["beta_clone"]) for m in plan.members} == {
+        (k, b) for k in (0.1, 1.0) for b in (2.0, 3.0)}
+    assert {m.hparams["ewma_decay"] for m in plan.members} == {0.5}
+    assert all(g.network.aux_value_head for g in plan.groups)
+
+
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_spec_error_names_file_and_key(case):
     text, key = BAD[case]
@@ -143,7 +188,8 @@ def test_missing_spec_file_names_the_file(tmp_path):
         load_spec(tmp_path / "nope.toml")
 
 
-@pytest.mark.parametrize("case", ["unknown env", "out of range axis", "trainer validation"])
+@pytest.mark.parametrize("case", ["unknown env", "out of range axis", "trainer validation",
+                                  "adaptive schedule", "kl_coef axis without kl objective"])
 def test_cli_writes_nothing_for_a_bad_spec(tmp_path, capsys, case):
     spec = tmp_path / "bad.toml"
     spec.write_text(BAD[case][0])
@@ -151,3 +197,20 @@ def test_cli_writes_nothing_for_a_bad_spec(tmp_path, capsys, case):
     assert main(["sweep", "run", str(spec), "--out", str(out), "--quiet"]) == 2
     assert not out.exists()
     assert "bad.toml" in capsys.readouterr().err
+
+
+def test_coinrun_specs_are_the_paper_setup_and_differ_only_in_the_algorithm():
+    ppg = load_spec(ROOT / "sweeps" / "coinrun_ppg_ewma.toml")
+    ppo = load_spec(ROOT / "sweeps" / "coinrun_ppo.toml")
+    assert (ppg.env, ppg.family, ppg.env_kwargs["distribution_mode"]) == (
+        "CoinRun-v0", "impala", "easy")
+    assert (ppg.train["algo"], ppg.train["objective"]) == ("ppg_ewma", "kl")
+    assert ppg.train["ppg_n_pi"] == 32
+    assert ppg.updates_per_chunk % ppg.train["ppg_n_pi"] == 0
+    for field in ("env", "env_kwargs", "family", "interactions", "updates_per_chunk",
+                  "log_interval", "lr_rule", "axes"):
+        assert getattr(ppg, field) == getattr(ppo, field), field
+    algo_keys = {"algo", "objective", "kl_coef", "ewma_decay", "update_epochs", "value_epochs",
+                 "ppg_n_pi", "aux_epochs", "beta_clone"}
+    strip = lambda train: {k: v for k, v in train.items() if k not in algo_keys}  # noqa: E731
+    assert strip(ppg.train) == strip(ppo.train)

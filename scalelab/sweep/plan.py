@@ -4,6 +4,16 @@ Members whose networks have the same shapes share a group (one vmapped program e
 different widths can share a group too, zero-padded to the group's width (exact: see
 `scalelab.networks.pad_params`), at the price of padded FLOPs. The planner picks, per depth, the
 fewest groups whose padded FLOPs stay within `max_padding_overhead` of the unpadded total.
+
+Sizes reported per member: `params` counts every parameter the member trains (policy tower and
+logits head, value tower and value head, and PPG's auxiliary value head);
+`policy_params` counts only the policy tower and its logits head, the acting network (the
+paper's N); `flops_per_interaction` is the forward pass of everything in `params` for one
+observation (`scalelab.networks.forward_flops`).
+
+Batch size: the members of a sweep share one batch schedule (`[train] batch_schedule` "fixed"
+or "power"; both are functions of the interactions done, so the whole sweep grows together at
+chunk boundaries): `Plan.chunk_envs` holds num_envs of every chunk.
 """
 
 from __future__ import annotations
@@ -14,15 +24,20 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from scalelab.sweep.spec import SpecError, SweepSpec, train_config
 
-__all__ = ["Group", "Member", "Plan", "choose_partition", "make_plan", "memory_per_member"]
+__all__ = [
+    "Group", "Member", "Plan", "choose_partition", "make_plan", "member_network",
+    "memory_per_member", "policy_param_count",
+]
 
 # Floats kept per transition in the rollout buffer besides observations (action, log-prob, value,
 # reward, done flags, advantage, return, ...), and copies of the parameters alive at the peak of
-# an update (params, Adam's two moments, gradients, the update itself).
+# an update besides the optimizer moments and the EWMA (params, gradients, the update itself).
 _FLOATS_PER_TRANSITION = 12
-_PARAM_COPIES = 5
+_PARAM_COPIES = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +53,7 @@ class Member:
     lr_scale: float
     hparams: Mapping[str, float]
     params: int
+    policy_params: int
     flops_per_interaction: int
     group: int
     slot: int
@@ -54,6 +70,7 @@ class Member:
             "depth": self.depth,
             "param_ratio": self.param_ratio,
             "params": self.params,
+            "policy_params": self.policy_params,
             "flops_per_interaction": self.flops_per_interaction,
             "seed": self.seed,
             "lr": self.lr,
@@ -81,15 +98,29 @@ class Group:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """The expanded sweep: members, groups and the update/chunk schedule."""
+    """The expanded sweep: members, groups and the update/chunk schedule.
+
+    chunk_envs[c]: num_envs of every member during chunk c (constant unless a "power" batch
+    schedule grows it); an update of chunk c takes chunk_envs[c] * rollout_length interactions.
+    """
 
     spec: SweepSpec
     members: tuple[Member, ...]
     groups: tuple[Group, ...]
     obs_shape: tuple[int, ...]
     num_actions: int
-    interactions_per_update: int
-    num_chunks: int
+    rollout_length: int
+    chunk_envs: tuple[int, ...]
+
+    @property
+    def num_chunks(self) -> int:
+        """Chunks (compiled calls) of the whole sweep."""
+        return len(self.chunk_envs)
+
+    @property
+    def interactions_per_update(self) -> int:
+        """Interactions per update of the first chunk (of every chunk without a schedule)."""
+        return self.chunk_envs[0] * self.rollout_length
 
     @property
     def num_updates(self) -> int:
@@ -99,7 +130,25 @@ class Plan:
     @property
     def total_interactions(self) -> int:
         """Interactions per member actually run (the budget rounded up to whole chunks)."""
-        return self.num_updates * self.interactions_per_update
+        return self.interactions_after(self.num_updates)
+
+    def state_envs(self, chunks_done: int) -> int:
+        """num_envs of the sweep state after `chunks_done` chunks (the next chunk's; the last
+        chunk's once all are done)."""
+        return self.chunk_envs[min(chunks_done, self.num_chunks - 1)]
+
+    def interactions_after(self, updates: Any) -> Any:
+        """Interactions per member after `updates` updates (int, or an int array of them).
+
+        E(u) = Σ_{c < u // K} K·e_c·T + (u mod K)·e_{u // K}·T, e_c = chunk_envs[c].
+        """
+        k, t = self.spec.updates_per_chunk, self.rollout_length
+        envs = list(self.chunk_envs)
+        starts = [0, *itertools.accumulate(k * e * t for e in envs)]
+        u = np.asarray(updates, np.int64)
+        c = np.minimum(u // k, self.num_chunks - 1)
+        out = np.asarray(starts, np.int64)[c] + (u - c * k) * np.asarray(envs, np.int64)[c] * t
+        return int(out) if out.ndim == 0 else out
 
     @property
     def padding_overhead(self) -> float:
@@ -114,7 +163,10 @@ class Plan:
             f"sweep {s.name!r}: {len(self.members)} members in {len(self.groups)} groups, "
             f"env {s.env}, network {s.family}",
             f"  {self.total_interactions:,} interactions per member = {self.num_chunks} chunks x "
-            f"{s.updates_per_chunk} updates x {self.interactions_per_update} interactions"
+            f"{s.updates_per_chunk} updates x "
+            + (f"{self.interactions_per_update} interactions" if len(set(self.chunk_envs)) == 1
+               else f"{self.rollout_length} steps x num_envs growing "
+                    f"{' -> '.join(str(e) for e in sorted(set(self.chunk_envs)))}")
             + (f" (budget {s.interactions:,} rounded up)"
                if self.total_interactions != s.interactions else ""),
             f"  padded-FLOP overhead {100 * self.padding_overhead:.1f}% "
@@ -138,6 +190,8 @@ class Plan:
             "obs_shape": list(self.obs_shape),
             "num_actions": self.num_actions,
             "interactions_per_update": self.interactions_per_update,
+            "rollout_length": self.rollout_length,
+            "chunk_envs": list(self.chunk_envs),
             "num_chunks": self.num_chunks,
             "updates_per_chunk": self.spec.updates_per_chunk,
             "total_interactions": self.total_interactions,
@@ -196,21 +250,28 @@ def choose_partition(
 
 
 def memory_per_member(
-    network: Any, obs_shape: tuple[int, ...], obs_dtype: Any, num_actions: int, train_cfg: Any
+    network: Any, obs_shape: tuple[int, ...], obs_dtype: Any, num_actions: int, train_cfg: Any,
+    num_envs: int | None = None, env_params_bytes: int = 0,
 ) -> int:
     """Estimated peak device bytes one member of a group padded to `network` needs.
 
-    bytes = 4·P·5 (params, Adam μ and ν, gradients, update)
+    bytes = 4·P·(3 + m + w) (params, gradients, update; m Adam moment copies: 2 for one Adam,
+            4 for PPG's policy/value/aux Adams (the first two each cover half the parameters);
+            w = 1 for the -EWMA algorithms' parameter average)
           + T·E·(2·obs_bytes + 4·12) (rollout: observations, final observations, 12 floats)
           + 4·A·(2·M + E) (activations: forward + backward on a minibatch of M, inference on E)
+          + PPG: N_π·T·E·(obs_bytes + 4) (the auxiliary buffer: observations and returns)
+          + env_params_bytes (a member-owned level pool, if any)
     with P parameters, A activation floats per observation of both towers (from flax's
-    intermediates under `jax.eval_shape`, nothing computed), T rollout length, E envs.
+    intermediates under `jax.eval_shape`, nothing computed), T rollout length, E envs
+    (`num_envs`, default train_cfg.num_envs: pass a batch schedule's largest).
     """
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     from scalelab import networks
+    from scalelab.algos import decoupled
+    from scalelab.algos.ppg import aux_buffer_bytes
 
     n_params = networks.param_count(network, obs_shape, num_actions)
     module = networks.build(network, num_actions)
@@ -222,14 +283,63 @@ def memory_per_member(
 
     out = jax.eval_shape(forward, obs)
     activations = sum(math.prod(x.shape) for x in jax.tree.leaves(out))
-    batch = train_cfg.num_envs * train_cfg.rollout_length
+    envs = train_cfg.num_envs if num_envs is None else num_envs
+    batch = envs * train_cfg.rollout_length
     minibatch = batch // train_cfg.num_minibatches
     obs_bytes = math.prod(obs_shape) * np.dtype(jnp.dtype(obs_dtype)).itemsize
+    phasic = decoupled.is_phasic(train_cfg.algo)
+    copies = _PARAM_COPIES + (4 if phasic else 2) + (1 if decoupled.is_ewma(train_cfg.algo) else 0)
+    aux = aux_buffer_bytes(train_cfg.ppg_n_pi, batch, obs_shape, obs_dtype) if phasic else 0
     return int(
-        4 * n_params * _PARAM_COPIES
+        4 * n_params * copies
         + batch * (2 * obs_bytes + 4 * _FLOATS_PER_TRANSITION)
-        + 4 * activations * (2 * minibatch + train_cfg.num_envs)
+        + 4 * activations * (2 * minibatch + envs)
+        + aux + env_params_bytes
     )
+
+
+def member_network(spec: SweepSpec, width: float, depth: int | None) -> Any:
+    """The NetworkConfig a member of `spec` trains at its own width: the spec's family and
+    activation, plus the auxiliary value head when the algorithm is PPG or PPG-EWMA."""
+    from scalelab import networks
+    from scalelab.algos import decoupled
+
+    return networks.NetworkConfig(
+        spec.family, width=width, depth=depth, activation=spec.activation,
+        aux_value_head=decoupled.is_phasic(_base_config(spec).algo),
+    )
+
+
+def policy_param_count(network: Any, obs_shape: tuple[int, ...], num_actions: int) -> int:
+    """Parameters of the policy tower and its logits head only (the paper's N): what acting
+    needs, without the value tower, the value head or PPG's auxiliary value head."""
+    import jax
+
+    from scalelab import networks
+
+    tree = networks.param_shapes(network, obs_shape, num_actions)["params"]
+    return sum(math.prod(x.shape) for name in ("policy_encoder", "policy_head")
+               for x in jax.tree.leaves(tree[name]))
+
+
+def _base_config(spec: SweepSpec) -> Any:
+    """The TrainConfig shared by all members apart from their axis values."""
+    return train_config(spec, width=1.0, seed=0, lr=spec.lr_rule.base)
+
+
+def _chunk_envs(spec: SweepSpec, base_cfg: Any) -> tuple[int, ...]:
+    """num_envs of each chunk: whole chunks until the budget is reached, the batch schedule
+    (fixed or power, never adaptive: see spec.py) applied after each as `scalelab train` does."""
+    schedule = base_cfg.schedule()
+    if schedule.kind == "adaptive":
+        raise SpecError(f"{spec.path}: [train] batch_schedule: 'adaptive' cannot run in a sweep")
+    k, t = spec.updates_per_chunk, base_cfg.rollout_length
+    envs, done, out = base_cfg.num_envs, 0, []
+    while done < spec.interactions:
+        out.append(envs)
+        done += k * envs * t
+        envs = schedule.next_envs(envs, done, math.nan, envs * t // base_cfg.num_minibatches)
+    return tuple(out)
 
 
 def _member_grid(spec: SweepSpec) -> list[dict[str, Any]]:
@@ -242,6 +352,8 @@ def _member_grid(spec: SweepSpec) -> list[dict[str, Any]]:
 def make_plan(spec: SweepSpec) -> Plan:
     """Expand `spec` into members and groups. Builds the env (a bad `[env.kwargs]` is a
     SpecError) and uses the networks' exact parameter and FLOP counts; compiles nothing."""
+    import jax
+
     import envs_jax
     from scalelab import networks
 
@@ -254,8 +366,7 @@ def make_plan(spec: SweepSpec) -> Plan:
     num_actions = int(env.num_actions)
 
     def net(width: float, depth: int | None) -> Any:
-        return networks.NetworkConfig(spec.family, width=width, depth=depth,
-                                      activation=spec.activation)
+        return member_network(spec, width, depth)
 
     grid = _member_grid(spec)
     rows = []
@@ -271,10 +382,11 @@ def make_plan(spec: SweepSpec) -> Plan:
               if k not in ("width", "param_ratio", "depth", "seed", "lr_scale")}
         rows.append(dict(width=float(width), depth=depth, param_ratio=ratio, seed=combo["seed"],
                          lr=spec.lr_rule.lr(width, depth) * scale, lr_scale=scale, hparams=hp))
-    base_cfg = train_config(spec, width=1.0, seed=0, lr=spec.lr_rule.base)
-    per_update = base_cfg.num_envs * base_cfg.rollout_length
-    num_updates = -(-spec.interactions // per_update)
-    num_chunks = -(-num_updates // spec.updates_per_chunk)
+    base_cfg = _base_config(spec)
+    chunk_envs = _chunk_envs(spec, base_cfg)
+    # a member-owned level pool per member (see scalelab.sweep.run)
+    pool_bytes = sum(np.asarray(x).nbytes for x in jax.tree.leaves(env_params)) if hasattr(
+        env, "refresh_levels") else 0
 
     counts = {}
     for r in rows:
@@ -298,12 +410,14 @@ def make_plan(spec: SweepSpec) -> Plan:
             member_of[c] = (gi, gcfg)
     slots = [0] * len(groups_cfgs)
     members = []
+    policy_counts = {c: policy_param_count(c, obs_shape, num_actions) for c in counts}
     for index, r in enumerate(rows):
         cfg = net(r["width"], r["depth"])
         gi, _ = member_of[cfg]
         members.append(Member(
             index=index, **r,
             params=networks.param_count(cfg, obs_shape, num_actions),
+            policy_params=policy_counts[cfg],
             flops_per_interaction=networks.forward_flops(cfg, obs_shape, num_actions),
             group=gi, slot=slots[gi],
         ))
@@ -316,8 +430,8 @@ def make_plan(spec: SweepSpec) -> Plan:
             unpadded_flops=sum(members[i].flops_per_interaction for i in idx),
             padded_flops=len(idx) * networks.forward_flops(gcfg, obs_shape, num_actions),
             memory_per_member=memory_per_member(gcfg, obs_shape, space.dtype, num_actions,
-                                                base_cfg),
+                                                base_cfg, max(chunk_envs), pool_bytes),
         ))
     return Plan(spec=spec, members=tuple(members), groups=tuple(groups), obs_shape=obs_shape,
-                num_actions=num_actions, interactions_per_update=per_update,
-                num_chunks=num_chunks)
+                num_actions=num_actions, rollout_length=base_cfg.rollout_length,
+                chunk_envs=chunk_envs)

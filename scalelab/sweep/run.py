@@ -11,6 +11,22 @@ Faults: after each chunk, a member whose parameters or losses are non-finite is 
 state from the start of that chunk (its slot keeps running the same doomed chunk, which changes
 nothing for its neighbours: vmapped members share no arithmetic), flagged `non_finite` in the
 manifest with the update where the fault appeared, and its rows from that chunk on get valid = 0.
+
+Level pools: for environments that refresh a level pool inside the program (the Procgen-like
+games), every member owns its env params (`ChunkStatic.member_env_params`): its pool is filled
+and refreshed from its own seed's key stream, carried in `SweepState.env_params` and saved in the
+checkpoints. Per member rather than per group because a group mixes seeds: a pool shared by a
+group would make members of different seeds train on the same levels (not independent
+replicates), and would make a member's levels depend on its group. Members of the same seed see
+the same levels whatever their size or lr (common random numbers across sizes). The cost is one
+pool per member in memory (~3.5 MB for CoinRun's 1024 levels; `sweep plan` counts it) and the
+refresh's level generation once per member. Other environments (MNIST's dataset) keep one
+shared, replicated copy.
+
+Batch schedules: a "power" schedule depends only on the interactions done, so all members grow
+together between chunks (`scalelab.members.grow_members`, jitted); one program is compiled per
+num_envs; the state of chunk c has `Plan.state_envs(c)` envs, which is also how a checkpoint is
+restored.
 """
 
 from __future__ import annotations
@@ -34,9 +50,17 @@ from scalelab.sweep.plan import Plan, make_plan
 from scalelab.sweep.rundir import RunDir
 from scalelab.sweep.spec import SpecError, load_spec, parse_spec, train_config
 
-__all__ = ["FusedRunner", "SweepState", "execute", "run_sweep"]
+__all__ = ["COUNTS", "FusedRunner", "SweepState", "execute", "run_sweep"]
 
 _AXIS = "members"
+# What the manifest's size columns count (see scalelab.sweep.plan).
+COUNTS = {
+    "params": "all trained parameters: policy tower + logits head + value tower + value head "
+              "(+ auxiliary value head for ppg/ppg_ewma)",
+    "policy_params": "policy tower + logits head only (the paper's N: the acting network)",
+    "flops_per_interaction": "forward FLOPs of one observation through everything in params "
+                             "(2 per multiply-add)",
+}
 _RENAMED = {"lr": "lr_used"}
 
 
@@ -45,13 +69,15 @@ class SweepState(struct.PyTreeNode):
 
     groups: one MemberState per group (leading axis: the group's slots, padded to a multiple of
     the device count). frozen: per group (slots,) bool. fault_update: per group (slots,) int32,
-    the update at which a fault was seen (-1: none). chunk: () int32, chunks done.
+    the update at which a fault was seen (-1: none). chunk: () int32, chunks done. env_params:
+    per group the slots' own env params (leading slot axis) for envs with a level pool, else ().
     """
 
     groups: tuple
     frozen: tuple
     fault_update: tuple
     chunk: jax.Array
+    env_params: tuple = ()
 
 
 def _finite_members(tree: Any) -> jax.Array:
@@ -93,6 +119,7 @@ class FusedRunner:
     def __init__(self, plan: Plan, devices: Sequence[Any] | None = None):
         import envs_jax
         from scalelab import networks
+        from scalelab.sweep.plan import member_network
         from scalelab.train import MemberHparams, build_static
 
         self.plan = plan
@@ -104,6 +131,7 @@ class FusedRunner:
         self.env, env_params = envs_jax.make(spec.env, **spec.env_kwargs)
         self._env_params_host = jax.tree.map(np.asarray, env_params)
         self.env_params = jax.device_put(env_params, self.replicated)
+        self.member_pools = hasattr(self.env, "refresh_levels")
         self.score_kind = envs_jax.score_kind(spec.env)
         n_dev = len(devices)
         # Slots of each group: its members, then inert copies of its first member up to a
@@ -116,22 +144,33 @@ class FusedRunner:
                          total_interactions=plan.total_interactions, **m.hparams)
             for m in plan.members
         ]
-        self.networks = [
-            networks.NetworkConfig(spec.family, m.width, m.depth, spec.activation)
-            for m in plan.members
-        ]
+        self.networks = [member_network(spec, m.width, m.depth) for m in plan.members]
         self.statics, self.hparams = [], []
         for g, slots in zip(plan.groups, self.slots, strict=True):
             static, _ = build_static(self.configs[g.members[0]], self.env, plan.obs_shape)
             module = networks.build(g.network, plan.num_actions)
             self.statics.append(dataclasses.replace(
-                static, apply_fn=module.apply, updates_per_chunk=spec.updates_per_chunk
+                static, apply_fn=module.apply, updates_per_chunk=spec.updates_per_chunk,
+                aux_apply_fn=None if static.aux_apply_fn is None else partial(
+                    module.apply, return_aux=True),
+                num_envs=plan.chunk_envs[0], member_env_params=self.member_pools,
             ))
             hp = [MemberHparams.from_config(self.configs[i], 1) for i in slots]
             self.hparams.append(jax.tree.map(lambda *x: np.concatenate(x), *hp))
         self._hparams_host = tuple(self.hparams)
         self.hparams = tuple(self._shard(hp) for hp in self.hparams)
-        self._compiled = None
+        self._compiled: dict[int, Any] = {}
+        self._grow: dict[tuple[int, int], Any] = {}
+        self._jitted: dict[tuple, Any] = {}
+
+    def _jit(self, key: tuple, fn: Any) -> Any:
+        """jax.jit(fn), kept under `key` so that a second init_state compiles nothing."""
+        if key not in self._jitted:
+            self._jitted[key] = jax.jit(fn)
+        return self._jitted[key]
+
+    def _static(self, g: int, num_envs: int) -> Any:
+        return dataclasses.replace(self.statics[g], num_envs=num_envs)
 
     def _shard(self, tree: Any) -> Any:
         return jax.device_put(tree, self.members_sharding)
@@ -143,26 +182,44 @@ class FusedRunner:
 
         plan, group = self.plan, self.plan.groups[g]
         keys = member_root_keys([plan.members[i].seed for i in self.slots[g]])
-        inits = {cfg: jax.jit(partial(_init_padded, cfg, group.network, plan.obs_shape,
-                                      plan.num_actions))
+        inits = {cfg: self._jit(("params", cfg, group.network),
+                                partial(_init_padded, cfg, group.network, plan.obs_shape,
+                                        plan.num_actions))
                  for cfg in {self.networks[i] for i in self.slots[g]}}
         params = [inits[self.networks[i]](key) for i, key in zip(self.slots[g], keys, strict=True)]
         return jax.tree.map(lambda *x: jnp.stack(x), *params)
 
-    def _group_members(self, g: int, hparams: Any, params: Any, env_params: Any) -> Any:
-        """Group g's initial MemberState from its params (optimizer, env resets, counters)."""
+    def _group_env_params(self, g: int, env_params: Any) -> Any:
+        """Group g's slots' own env params (their level pools), or () if shared."""
+        from scalelab.members import init_level_pools
+        from scalelab.train import member_root_keys
+
+        if not self.member_pools:
+            return ()
+        keys = member_root_keys([self.plan.members[i].seed for i in self.slots[g]])
+        return init_level_pools(self.statics[g], keys, env_params)
+
+    def _group_members(self, g: int, num_envs: int, hparams: Any, params: Any, env_params: Any
+                       ) -> Any:
+        """Group g's initial MemberState from its params (optimizer, env resets, counters),
+        with num_envs envs (grown from the first chunk's as the batch schedule does)."""
+        from scalelab.members import grow_members
         from scalelab.train import init_members, member_root_keys
 
         keys = member_root_keys([self.plan.members[i].seed for i in self.slots[g]])
-        return init_members(self.statics[g], hparams, keys, params, env_params)
+        state = init_members(self.statics[g], hparams, keys, params, env_params)
+        return grow_members(self.statics[g], state, num_envs, env_params)[1]
 
-    def _init(self, hparams: tuple, env_params: Any) -> SweepState:
+    def _init(self, hparams: tuple, env_params: Any, num_envs: int) -> SweepState:
+        pools = tuple(self._group_env_params(g, env_params) for g in range(len(hparams)))
         return SweepState(
-            groups=tuple(self._group_members(g, hp, self._group_params(g), env_params)
+            groups=tuple(self._group_members(g, num_envs, hp, self._group_params(g),
+                                             pools[g] if self.member_pools else env_params)
                          for g, hp in enumerate(hparams)),
             frozen=tuple(jnp.zeros(len(s), bool) for s in self.slots),
             fault_update=tuple(jnp.full(len(s), -1, jnp.int32) for s in self.slots),
             chunk=jnp.zeros((), jnp.int32),
+            env_params=pools if self.member_pools else (),
         )
 
     def _state_shardings(self, state: Any) -> Any:
@@ -179,18 +236,22 @@ class FusedRunner:
         `networks.init_params` of the MNIST CNN (4 keys) hangs reproducibly (batched QR of the
         orthogonal init), and initializing straight into the sharding hung too.
         """
-        shape = jax.eval_shape(self._init, self.hparams, self.env_params)
+        envs = self.plan.chunk_envs[0]
+        shape = jax.eval_shape(partial(self._init, num_envs=envs), self.hparams, self.env_params)
         device = jax.local_devices()[0]
         env_params = jax.device_put(self._env_params_host, device)
-        groups = []
+        groups, pools = [], []
         for g, hp in enumerate(self._hparams_host):
             with jax.default_device(device):
                 params = self._group_params(g)
-            state = jax.jit(partial(self._group_members, g))(
-                jax.device_put(hp, device), params, env_params)
+            pool = self._jit(("pools", g), partial(self._group_env_params, g))(env_params)
+            state = self._jit(("members", g, envs), partial(self._group_members, g, envs))(
+                jax.device_put(hp, device), params, pool if self.member_pools else env_params)
             groups.append(jax.tree.map(np.asarray, state))
+            pools.append(jax.tree.map(np.asarray, pool))
         host = shape.replace(
             groups=tuple(groups),
+            env_params=tuple(pools) if self.member_pools else (),
             frozen=tuple(np.zeros(x.shape, bool) for x in shape.frozen),
             fault_update=tuple(np.full(x.shape, -1, np.int32) for x in shape.fault_update),
             chunk=np.zeros((), np.int32),
@@ -199,38 +260,69 @@ class FusedRunner:
             lambda x, sh: jax.make_array_from_callback(x.shape, sh, lambda idx: x[idx]),
             host, self._state_shardings(shape))
 
-    def _fused(self, state: SweepState, hparams: tuple, env_params: Any) -> tuple[SweepState,
-                                                                                  tuple]:
+    def _fused(self, state: SweepState, hparams: tuple, env_params: Any, num_envs: int
+               ) -> tuple[SweepState, tuple]:
         from scalelab.train import make_chunk_fn
 
         k = self.plan.spec.updates_per_chunk
-        groups, frozen, faults, metrics = [], [], [], []
-        for static, s, h, fr, fu in zip(self.statics, state.groups, hparams, state.frozen,
-                                        state.fault_update, strict=True):
-            new, m = make_chunk_fn(static)(s, h, env_params)
+        groups, pools, frozen, faults, metrics = [], [], [], [], []
+        for g, (s, h, fr, fu) in enumerate(zip(state.groups, hparams, state.frozen,
+                                               state.fault_update, strict=True)):
+            ep = state.env_params[g] if self.member_pools else env_params
+            new, new_ep, m = make_chunk_fn(self._static(g, num_envs), carry_env_params=True)(
+                s, h, ep)
             first_bad = _first_bad_update(m)
             ok = _finite_members(new.params) & (first_bad == k)
             newly = ~ok & ~fr
             fr_next = fr | ~ok
             groups.append(jax.tree.map(partial(_select, fr_next), s, new))
+            if self.member_pools:
+                pools.append(jax.tree.map(partial(_select, fr_next), ep, new_ep))
             frozen.append(fr_next)
             faults.append(jnp.where(newly, state.chunk * k + jnp.minimum(first_bad, k - 1) + 1,
                                     fu))
             metrics.append(m)
-        return SweepState(tuple(groups), tuple(frozen), tuple(faults), state.chunk + 1), tuple(
-            metrics)
+        new_state = SweepState(tuple(groups), tuple(frozen), tuple(faults), state.chunk + 1,
+                               tuple(pools))
+        return new_state, tuple(metrics)
+
+    def _grown(self, state: SweepState, env_params: Any, num_envs: int) -> SweepState:
+        """The state with every group grown from its current num_envs to `num_envs`."""
+        from scalelab.members import grow_members
+
+        groups = []
+        for g, s in enumerate(state.groups):
+            ep = state.env_params[g] if self.member_pools else env_params
+            groups.append(grow_members(self._static(g, s.episode_return.shape[1]), s, num_envs,
+                                       ep)[1])
+        return state.replace(groups=tuple(groups))
 
     def step(self, state: SweepState) -> tuple[SweepState, tuple]:
-        """Advance every group one chunk. Returns the new state (the old one is donated) and per
-        group its UpdateMetrics, fields (slots, K)."""
-        if self._compiled is None:
-            self._compiled = jax.jit(self._fused, donate_argnums=0).lower(
+        """Advance every group one chunk, then grow the batch if the schedule says so. Returns
+        the new state (the old one is donated) and per group its UpdateMetrics, fields
+        (slots, K)."""
+        envs = state.groups[0].episode_return.shape[1]
+        if envs not in self._compiled:
+            fused = partial(self._fused, num_envs=envs)
+            self._compiled[envs] = jax.jit(fused, donate_argnums=0).lower(
                 state, self.hparams, self.env_params).compile()
-        return self._compiled(state, self.hparams, self.env_params)
+        state, metrics = self._compiled[envs](state, self.hparams, self.env_params)
+        if len(set(self.plan.chunk_envs)) > 1:
+            nxt = self.plan.state_envs(int(np.asarray(state.chunk)))
+            if nxt != envs:
+                if (envs, nxt) not in self._grow:
+                    target = self.abstract_state(num_envs=nxt)
+                    self._grow[envs, nxt] = jax.jit(
+                        partial(self._grown, num_envs=nxt), donate_argnums=0,
+                        out_shardings=jax.tree.map(lambda x: x.sharding, target))
+                state = self._grow[envs, nxt](state, self.env_params)
+        return state, metrics
 
-    def abstract_state(self) -> Any:
-        """Shapes, dtypes and shardings of a SweepState (the restore target of checkpoints)."""
-        shape = jax.eval_shape(self._init, self.hparams, self.env_params)
+    def abstract_state(self, chunks_done: int = 0, num_envs: int | None = None) -> Any:
+        """Shapes, dtypes and shardings of a SweepState after `chunks_done` chunks (with
+        `num_envs` envs if given: the restore target of checkpoints)."""
+        envs = self.plan.state_envs(chunks_done) if num_envs is None else num_envs
+        shape = jax.eval_shape(partial(self._init, num_envs=envs), self.hparams, self.env_params)
         return jax.tree.map(
             lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
             shape, self._state_shardings(shape))
@@ -252,7 +344,7 @@ def _log_points(metrics: Any, plan: Plan, chunk: int) -> tuple[dict[str, np.ndar
     k, li = plan.spec.updates_per_chunk, plan.spec.log_interval
     slots = metrics.reward_sum.shape[0]
     windows = jax.tree.map(lambda x: np.asarray(x).reshape(slots * (k // li), li), metrics)
-    means = window_means(windows, plan.interactions_per_update)
+    means = window_means(windows, plan.chunk_envs[chunk] * plan.rollout_length)
     # the trainer's "lr" is the step size used (annealed or not); the member's lr keeps its name
     out = {_RENAMED.get(name, name): v.reshape(slots, k // li) for name, v in means.items()}
     updates = chunk * k + li * np.arange(1, k // li + 1)
@@ -279,9 +371,9 @@ class _Checkpoints:
 
     def restore_latest(self) -> SweepState | None:
         """The newest checkpoint that restores; corrupt ones are reported and moved aside."""
-        target = self.runner.abstract_state()
         for step in sorted(self.manager.all_steps(), reverse=True):
             try:
+                target = self.runner.abstract_state(step)
                 return self.manager.restore(step, args=self._ocp.args.StandardRestore(target))
             except Exception as exc:  # noqa: BLE001 -- any failure to read means "corrupt"
                 aside = self.rd.path / "corrupt_checkpoints" / str(step)
@@ -318,7 +410,9 @@ def _manifest(plan: Plan, runner: FusedRunner, state_host: SweepState | None,
         "updates_done": updates_done,
         "total_updates": plan.num_updates,
         "interactions_per_update": plan.interactions_per_update,
+        "interactions_done": plan.interactions_after(updates_done),
         "complete": updates_done >= plan.num_updates,
+        "counts": COUNTS,
         "members": rows,
     }
 
@@ -341,7 +435,7 @@ def _metric_rows(plan: Plan, runner: FusedRunner, manifest_rows: list[dict], chu
                                                    "flops_per_interaction", "seed", "lr",
                                                    "gamma", "gae_lambda", "width", "depth")},
                     "update": int(u),
-                    "interactions": int(u) * plan.interactions_per_update,
+                    "interactions": plan.interactions_after(int(u)),
                     "score": float(points[runner.score_kind][s, j]),
                     "valid": valid,
                     **{name: float(points[name][s, j]) for name in extra},
@@ -363,15 +457,16 @@ def execute(runner: FusedRunner, rd: RunDir, state: SweepState, *,
     ckpt = _Checkpoints(rd, runner)
     start = int(np.asarray(state.chunk))
     end = plan.num_chunks if max_chunks is None else min(plan.num_chunks, start + max_chunks)
-    per_chunk = spec.updates_per_chunk * plan.interactions_per_update
-    bar = tqdm(total=plan.total_interactions, initial=start * per_chunk, unit="step",
+    k = spec.updates_per_chunk
+    bar = tqdm(total=plan.total_interactions, initial=plan.interactions_after(start * k),
+               unit="step",
                unit_scale=True, disable=not (progress and writer), dynamic_ncols=True,
                desc=f"{spec.name}: {len(plan.members)} members/{len(plan.groups)} groups")
     t0 = time.perf_counter()
     try:
         for chunk in range(start, end):
             state, outputs = runner.step(state)
-            host_out, state_host = _to_host((outputs, state.replace(groups=())))
+            host_out, state_host = _to_host((outputs, state.replace(groups=(), env_params=())))
             manifest = _manifest(plan, runner, state_host, (chunk + 1) * spec.updates_per_chunk)
             rows, extra = _metric_rows(plan, runner, manifest["members"], chunk, host_out)
             if writer:
@@ -381,7 +476,7 @@ def execute(runner: FusedRunner, rd: RunDir, state: SweepState, *,
             if done % spec.checkpoint_every == 0 or done == plan.num_chunks or done == end:
                 ckpt.save(state)
             faults = sum(r["status"] != "ok" for r in manifest["members"])
-            bar.update(per_chunk)
+            bar.update(plan.interactions_after(done * k) - plan.interactions_after(chunk * k))
             bar.set_postfix(faults=faults, chunk=f"{done}/{plan.num_chunks}",
                             s_per_chunk=f"{(time.perf_counter() - t0) / (done - start):.2f}")
     finally:
@@ -424,7 +519,9 @@ def run_sweep(spec_path: str | Path | None, out: str | Path, *, resume: bool = F
         done = int(np.asarray(state.chunk)) * spec.updates_per_chunk
         if jax.process_index() == 0:
             rd.truncate_metrics(done)
-            rd.write_manifest(_manifest(plan, runner, _to_host(state.replace(groups=())), done))
+            rd.write_manifest(_manifest(plan, runner, _to_host(state.replace(groups=(),
+                                                                             env_params=())),
+                                        done))
     execute(runner, rd, state, max_chunks=max_chunks, progress=progress)
     return rd
 

@@ -51,7 +51,8 @@ _OWNED_ELSEWHERE = {
 # Axes swept per member. Hyperparameter axes must be traced per member by the trainer
 # (`MemberHparams` fields), so that every value shares one compiled program.
 _SIZE_AXES = ("width", "param_ratio")
-_HPARAM_AXES = ("gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef", "max_grad_norm")
+_HPARAM_AXES = ("gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef", "max_grad_norm",
+                "kl_coef", "ewma_decay", "beta_clone", "imp_samp_max")
 AXIS_NAMES = (*_SIZE_AXES, "depth", "seed", "lr_scale", *_HPARAM_AXES)
 
 
@@ -80,6 +81,14 @@ def _nonneg(v: Any) -> bool:
 
 def _seed_ok(v: Any) -> bool:
     return 0 <= v < 2**31
+
+
+def _decay_ok(v: Any) -> bool:
+    return 0.0 <= v < 1.0
+
+
+def _at_least_one(v: Any) -> bool:
+    return v >= 1.0
 
 
 SCHEMA: dict[str, dict[str, _Key]] = {
@@ -134,6 +143,10 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "ent_coef": _Key("float", _nonneg, ">= 0", "entropy coefficient"),
         "vf_coef": _Key("float", _nonneg, ">= 0", "value-loss coefficient"),
         "max_grad_norm": _Key("float", _positive, "> 0", "global gradient-norm clip"),
+        "kl_coef": _Key("float", _nonneg, ">= 0", "c_KL of the kl objective"),
+        "ewma_decay": _Key("float", _decay_ok, "in [0, 1)", "β_prox of ppo_ewma / ppg_ewma"),
+        "beta_clone": _Key("float", _nonneg, ">= 0", "PPG's cloning coefficient β_clone"),
+        "imp_samp_max": _Key("float", _at_least_one, ">= 1", "cap on importance weights"),
     },
 }
 # Tables inside tables. `[env.kwargs]` (env params, checked when the planner builds the env)
@@ -395,7 +408,40 @@ def parse_spec(text: str, path: str = "<spec>") -> SweepSpec:
         text=text,
     )
     _validate_train_configs(spec)
+    _check_sweepable(spec)
     return spec
+
+
+# Axes that change nothing unless the algorithm uses them: (algo, objective) -> whether it does.
+_AXIS_USED_BY: dict[str, tuple[Callable[[str, str], bool], str]] = {
+    "kl_coef": (lambda algo, obj: obj == "kl", 'objective = "kl"'),
+    "ewma_decay": (lambda algo, obj: algo.endswith("_ewma"), 'algo = "ppo_ewma" or "ppg_ewma"'),
+    "beta_clone": (lambda algo, obj: algo.startswith("ppg"), 'algo = "ppg" or "ppg_ewma"'),
+    "imp_samp_max": (lambda algo, obj: (algo, obj) != ("ppo", "clip"),
+                     'any algo but plain ppo with objective "clip"'),
+}
+
+
+def _check_sweepable(spec: SweepSpec) -> None:
+    """Errors for trainer settings a sweep cannot run or that would make members identical:
+    an axis the algorithm ignores, and the adaptive batch schedule."""
+    cfg = train_config(spec, width=1.0, seed=0, lr=spec.lr_rule.base)
+    for key, (used, needs) in _AXIS_USED_BY.items():
+        if key in spec.axes and len(spec.axes[key]) > 1 and not used(cfg.algo, cfg.objective):
+            raise SpecError(
+                f"{_where(spec.path, 'axes', key)}: has no effect with algo = {cfg.algo!r}, "
+                f"objective = {cfg.objective!r} (it needs {needs}); its members would differ "
+                f"only in name"
+            )
+    if cfg.batch_schedule == "adaptive":
+        raise SpecError(
+            f"{_where(spec.path, 'train', 'batch_schedule')}: 'adaptive' grows each member's "
+            f"batch from its own measured noise scale, so the members of a vmapped group would "
+            f"need different batch shapes; sweeps run 'fixed' or 'power' (deterministic: the "
+            f"whole sweep grows together). Run an adaptive schedule per setting with "
+            f"`scalelab train`, then fit its batch sizes with a power schedule "
+            f"(`scalelab.algos.batch_schedule.fit_power_schedule`)"
+        )
 
 
 def train_config(spec: SweepSpec, **member: Any):
