@@ -4,39 +4,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from procgen_helpers import (
+    check_time_limit_truncates,
+    first_episode_returns,
+    game_fixtures,
+    play,
+    pool_and_fresh_starts,
+)
 from scipy import stats
 
-import envs_jax
 from envs_jax.procgen import fruitbot as F
 
 LEFT, NOOP, RIGHT, KEY, OTHER_KEY = 1, 4, 7, 9, 10
 FAR = 1000.0  # a wall moved out of the way
 
 
-@pytest.fixture(scope="module")
-def game():
-    return envs_jax.make("FruitBot-v0", pool_size=16, refresh_size=8)
-
-
-@pytest.fixture(scope="module")
-def hard():
-    return envs_jax.make("FruitBot-v0", pool_size=16, refresh_size=8, distribution_mode="hard")
-
-
-@pytest.fixture(scope="module")
-def step_fn(game):
-    return jax.jit(game[0].game_step)
-
-
-@pytest.fixture(scope="module")
-def vstep(game):
-    return jax.jit(jax.vmap(game[0].step, in_axes=(0, 0, 0, None)))
-
-
-@pytest.fixture(scope="module")
-def gen(game):
-    """Level generation for a batch of ids (compiled once per mode, shared with the pool)."""
-    return game[0].generate_levels
+game, hard, step_fn, vstep, gen = game_fixtures("FruitBot-v0")
 
 
 def blank(env, params, x=5.0, y=F.AGENT_R, slot=0):
@@ -66,18 +49,6 @@ def with_wall(state, i, y, left, right, door=None):
                         door_rx=lv.door_rx.at[i].set(door[1]),
                         lock_x=lv.lock_x.at[i].set(door[2]))
     return state.replace(level=lv)
-
-
-def play(step_fn, params, state, actions):
-    """Run game_step over `actions`; returns (states, rewards, dones) as lists."""
-    states, rewards, dones = [], [], []
-    for a in actions:
-        state, r, d = step_fn(jax.random.PRNGKey(0), state, jnp.int32(a), params)
-        state = state.replace(time=state.time + 1)
-        states.append(state)
-        rewards.append(float(r))
-        dones.append(bool(d))
-    return states, rewards, dones
 
 
 def drift_heights(y0, steps):
@@ -171,12 +142,7 @@ def test_level_layouts_follow_the_rules(game, hard, gen, mode):
 def test_pool_resets_are_unbiased(game, hard, gen):
     """Episode statistics of resets from a level pool match freshly generated levels."""
     env, small = game
-    ids = jax.random.randint(jax.random.PRNGKey(1), (256,), 0, 2**31 - 1)
-    params = F.FruitBotParams(pool_size=256, refresh_size=32).replace(
-        pool_levels=gen(ids, small), pool_ids=ids, pool_cursor=jnp.int32(0))
-    starts = jax.jit(jax.vmap(env.sample_start, in_axes=(0, None)))(
-        jax.random.split(jax.random.PRNGKey(1), 256), params)
-    fresh = gen(jax.random.randint(jax.random.PRNGKey(2), (256,), 0, 2**31 - 1), small)
+    starts, fresh, fresh_ids = pool_and_fresh_starts(env, gen, small)
     count = lambda lv: np.asarray(lv.obj_valid.sum(1))  # noqa: E731
     for pooled, ref in [
         (count(starts.level), count(fresh)),
@@ -186,7 +152,7 @@ def test_pool_resets_are_unbiased(game, hard, gen):
     ]:
         assert stats.ks_2samp(np.asarray(pooled), np.asarray(ref)).pvalue > 1e-3
     # the test has power: hard levels' first walls are told apart
-    hard_levels = gen(ids, hard[1])
+    hard_levels = gen(fresh_ids, hard[1])
     assert stats.ks_2samp(np.asarray(starts.level.wall_y[:, 0]),
                           np.asarray(hard_levels.wall_y[:, 0])).pvalue < 1e-6
 
@@ -283,17 +249,7 @@ def test_keys_open_doors_and_barriers_stop_them(hard):
 
 def test_time_limit_truncates_with_final_observation(game, vstep):
     env, params = game
-    params = params.replace(max_steps_in_episode=5)
-    state = jax.tree.map(lambda a: jnp.stack([a] * 4), blank(env, params, 5.0))
-    for k in range(5):
-        obs, state, reward, term, trunc, info = vstep(
-            jax.random.split(jax.random.PRNGKey(k), 4), state, jnp.full((4,), NOOP), params)
-        assert np.all(np.asarray(trunc) == (k == 4)) and not np.any(np.asarray(term))
-    assert np.all(np.asarray(state.time) == 0)
-    assert not np.array_equal(obs[0], info["final_observation"][0])
-    # the observation after an auto-reset is the frame of the fresh start state
-    frames = jax.jit(jax.vmap(env.render, in_axes=(0, None)))(state, params)
-    np.testing.assert_array_equal(obs, frames)
+    check_time_limit_truncates(env, params, vstep, blank(env, params, 5.0))
 
 
 # ---- solvability -----------------------------------------------------------------------------
@@ -329,31 +285,12 @@ def lookahead_policy(env, params, horizon=20):
     return policy
 
 
-def first_episode_returns(env, params, policy, n=8, steps=500):
-    """Return of the first episode of n pool levels (game_step only, frozen after it ends)."""
-    levels = jax.tree.map(lambda a: a[:n], params.pool_levels)
-    states = jax.vmap(env.start_state, in_axes=(0, 0, None))(levels, params.pool_ids[:n],
-                                                            params)
-
-    def one(state, key):
-        def body(carry, k):
-            state, ret, done = carry
-            nxt, r, d = env.game_step(k, state, policy(state, k), params)
-            nxt = nxt.replace(time=state.time + 1)
-            state = jax.tree.map(lambda a, b: jnp.where(done, a, b), state, nxt)
-            return (state, ret + jnp.where(done, 0.0, r), done | d), None
-
-        (_, ret, done), _ = jax.lax.scan(body, (state, 0.0, False), jax.random.split(key, steps))
-        return ret, done
-
-    return jax.jit(jax.vmap(one))(states, jax.random.split(jax.random.PRNGKey(0), n))
-
-
 def test_privileged_script_beats_random(game):
     env, params = game
-    rand_ret, _ = first_episode_returns(env, params,
-                                        lambda s, k: jax.random.randint(k, (), 0, 15))
-    ret, done = first_episode_returns(env, params, lookahead_policy(env, params))
+    rand_ret, _, _ = first_episode_returns(env, params,
+                                           lambda s, k: jax.random.randint(k, (), 0, 15),
+                                           steps=500)
+    ret, done, _ = first_episode_returns(env, params, lookahead_policy(env, params), steps=500)
     assert np.all(np.asarray(done))
     assert float(ret.mean()) > float(rand_ret.mean()) + 8.0, (ret, rand_ret)
 

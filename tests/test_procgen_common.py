@@ -8,7 +8,9 @@ import pytest
 import envs_jax
 from envs_jax.procgen.common import (
     ProcgenParams,
+    box_overlap,
     frames_to_file,
+    mix_velocity,
     rollout_frames,
     validate_params,
 )
@@ -87,6 +89,21 @@ def test_pool_resets_match_fresh_generation(game):
     # the test has power: a pool that never refreshes and favours short levels is rejected
     biased = b[b <= np.median(b)]
     assert ks_statistic(biased, b) > 1.3 * 1.95 * np.sqrt(2 / 400)
+
+
+def test_box_overlap_is_strict_and_broadcasts():
+    # unit boxes (half-extent 0.5) at distance d overlap iff d < 1 on both axes
+    d = np.array([0.0, 0.99, 1.0, 1.5])
+    got = np.asarray(box_overlap(0.0, 0.0, 0.5, 0.5, d[:, None], d[None, :], 0.5, 0.5))
+    np.testing.assert_array_equal(got, (d[:, None] < 1.0) & (d[None, :] < 1.0))
+
+
+def test_mix_velocity_converges_to_its_fixed_point():
+    # fixed point of v = 0.9 (0.5 v + 0.5 s a): v* = 0.45 s a / 0.55
+    v = jnp.zeros(2)
+    for _ in range(200):
+        v = mix_velocity(v, jnp.array([1.0, -1.0]), 0.5, 0.75)
+    np.testing.assert_allclose(v, [0.45 * 0.75 / 0.55, -0.45 * 0.75 / 0.55], rtol=1e-5)
 
 
 def test_validation_names_the_bad_field(game):

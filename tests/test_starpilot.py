@@ -4,40 +4,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from procgen_helpers import (
+    check_time_limit_truncates,
+    first_episode_returns,
+    game_fixtures,
+    play,
+    pool_and_fresh_starts,
+)
 from scipy import stats
 
-import envs_jax
 from envs_jax.procgen import starpilot as S
 
 LEFT_DOWN, NOOP, RIGHT, FIRE, FIRE_LEFT = 0, 4, 7, 9, 10
 
 
-@pytest.fixture(scope="module")
-def game():
-    return envs_jax.make("StarPilot-v0", pool_size=16, refresh_size=8)
-
-
-@pytest.fixture(scope="module")
-def hard():
-    return envs_jax.make("StarPilot-v0", pool_size=16, refresh_size=8, distribution_mode="hard")
-
-
-@pytest.fixture(scope="module")
-def step_fn(game):
-    env, _ = game
-    return jax.jit(env.game_step)
-
-
-@pytest.fixture(scope="module")
-def vstep(game):
-    env, _ = game
-    return jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
-
-
-@pytest.fixture(scope="module")
-def gen(game):
-    """Level generation for a batch of ids (compiled once per mode, shared with the pool)."""
-    return game[0].generate_levels
+game, hard, step_fn, vstep, gen = game_fixtures("StarPilot-v0")
 
 
 def blank(env, params, x=4.0, y=8.0):
@@ -68,16 +49,6 @@ def with_bullet(state, x, y, vx=0.0, vy=0.0):
     return state.replace(enemy_bullets=b.replace(
         active=b.active.at[0].set(True), x=b.x.at[0].set(x), y=b.y.at[0].set(y),
         vx=b.vx.at[0].set(vx), vy=b.vy.at[0].set(vy)))
-
-
-def play(step_fn, params, state, actions):
-    """Run game_step over `actions`; returns (states, rewards, dones) as lists."""
-    out = []
-    for a in actions:
-        state, r, d = step_fn(jax.random.PRNGKey(0), state, jnp.int32(a), params)
-        state = state.replace(time=state.time + 1)
-        out.append((state, float(r), bool(d)))
-    return [o[0] for o in out], [o[1] for o in out], [o[2] for o in out]
 
 
 # ---- API, determinism, levels ----------------------------------------------------------------
@@ -182,13 +153,7 @@ def test_level_schedules_follow_the_rules(game, hard, gen, mode):
 def test_pool_resets_are_unbiased(game, hard, gen):
     """Episode statistics of resets from a level pool match freshly generated levels."""
     env, small = game
-    ids = jax.random.randint(jax.random.PRNGKey(1), (256,), 0, 2**31 - 1)
-    params = S.StarPilotParams(pool_size=256, refresh_size=32).replace(
-        pool_levels=gen(ids, small), pool_ids=ids, pool_cursor=jnp.int32(0))
-    starts = jax.jit(jax.vmap(env.sample_start, in_axes=(0, None)))(
-        jax.random.split(jax.random.PRNGKey(1), 256), params)
-    fresh_ids = jax.random.randint(jax.random.PRNGKey(2), (256,), 0, 2**31 - 1)
-    fresh = gen(fresh_ids, small)
+    starts, fresh, fresh_ids = pool_and_fresh_starts(env, gen, small)
     count = lambda lv: np.asarray((lv.spawn_time < S.NEVER).sum(1))  # noqa: E731
     for pooled, ref in [
         (count(starts.level), count(fresh)),
@@ -306,42 +271,10 @@ def test_finish_line_gives_ten_and_ends(game, step_fn):
 
 def test_time_limit_truncates_with_final_observation(game, vstep):
     env, params = game
-    params = params.replace(max_steps_in_episode=5)
-    state = jax.tree.map(lambda a: jnp.stack([a] * 4), blank(env, params, 8.0, 8.0))
-    for k in range(5):
-        obs, state, reward, term, trunc, info = vstep(
-            jax.random.split(jax.random.PRNGKey(k), 4), state, jnp.full((4,), NOOP), params)
-        assert np.all(np.asarray(trunc) == (k == 4)) and not np.any(np.asarray(term))
-    assert np.all(np.asarray(state.time) == 0)
-    assert not np.array_equal(obs[0], info["final_observation"][0])
-    # the observation after an auto-reset is the frame of the fresh start state
-    frames = jax.jit(jax.vmap(env.render, in_axes=(0, None)))(state, params)
-    np.testing.assert_array_equal(obs, frames)
+    check_time_limit_truncates(env, params, vstep, blank(env, params, 8.0, 8.0))
 
 
 # ---- solvability -----------------------------------------------------------------------------
-
-
-def first_episode_returns(env, params, policy, n=8, steps=400):
-    """Return of the first episode of n levels (game_step only, frozen after it ends)."""
-    levels = jax.tree.map(lambda a: a[:n], params.pool_levels)
-    states = jax.vmap(env.start_state, in_axes=(0, 0, None))(levels, params.pool_ids[:n],
-                                                            params)
-
-    def one(state, key):
-        def body(carry, k):
-            state, ret, done = carry
-            nxt, r, d = env.game_step(k, state, policy(state, k), params)
-            nxt = nxt.replace(time=state.time + 1)
-            state = jax.tree.map(lambda a, b: jnp.where(done, a, b), state, nxt)
-            return (state, ret + jnp.where(done, 0.0, r), done | d), None
-
-        (state, ret, done), _ = jax.lax.scan(body, (state, 0.0, False),
-                                             jax.random.split(key, steps))
-        return ret, done, state.dropped
-
-    keys = jax.random.split(jax.random.PRNGKey(0), n)
-    return jax.jit(jax.vmap(one))(states, keys)
 
 
 def lookahead_policy(env, params, horizon=8):
@@ -370,8 +303,8 @@ def test_privileged_script_beats_random(game):
     rand_ret, rand_done, _ = first_episode_returns(
         env, params, lambda s, k: jax.random.randint(k, (), 0, 15))
     assert np.all(np.asarray(rand_done))  # random play dies well within 400 steps
-    ret, _, dropped = first_episode_returns(env, params, lookahead_policy(env, params))
-    assert np.all(np.asarray(dropped) == 0)
+    ret, _, final = first_episode_returns(env, params, lookahead_policy(env, params))
+    assert np.all(np.asarray(final.dropped) == 0)
     assert float(ret.mean()) > 3 * float(rand_ret.mean()) + 5.0, (ret, rand_ret)
 
 

@@ -330,6 +330,23 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
         return spaces.Box(0, 255, (OBS_SIZE, OBS_SIZE, 3), jnp.uint8)
 
 
+# ---- shared dynamics -----------------------------------------------------------------------
+
+
+def box_overlap(ax, ay, arx, ary, bx, by, brx, bry) -> jax.Array:
+    """Procgen's box collision of boxes centred at (a.x, a.y), (b.x, b.y) with half-extents
+    (arx, ary), (brx, bry): |ax - bx| < arx + brx and |ay - by| < ary + bry (broadcasting)."""
+    return (jnp.abs(ax - bx) < arx + brx) & (jnp.abs(ay - by) < ary + bry)
+
+
+def mix_velocity(vel: jax.Array, acc: jax.Array, mix_rate: float, max_speed: float) -> jax.Array:
+    """Procgen's inertia for ships and bots: v' = 0.9 ((1 - mix_rate) v + mix_rate max_speed a).
+
+    vel: (2,) float32 current velocity (world units per step); acc: (2,) float32 action direction.
+    """
+    return 0.9 * ((1 - mix_rate) * vel + mix_rate * max_speed * acc)
+
+
 # ---- rendering helpers ---------------------------------------------------------------------
 
 

@@ -38,6 +38,8 @@ from envs_jax.procgen.common import (
     action_xy,
     axis_view,
     box_cover,
+    box_overlap,
+    mix_velocity,
     pack_rgb,
     shape_mask,
     special_key,
@@ -182,11 +184,6 @@ def _diamond(texel: jax.Array) -> jax.Array:
     return jnp.abs(tx - half) + jnp.abs(ty - half) <= half + 0.5
 
 
-def _overlap(ax, ay, arx, ary, bx, by, brx, bry) -> jax.Array:
-    """Procgen's box collision: |dx| < rx1 + rx2 and |dy| < ry1 + ry2 (broadcasting)."""
-    return (jnp.abs(ax - bx) < arx + brx) & (jnp.abs(ay - by) < ary + bry)
-
-
 def wall_boxes(level: FruitBotLevel, width: float) -> tuple[jax.Array, jax.Array]:
     """Boxes of every wall part: float32 (NW, 4, 4) as (cx, cy, rx, ry) for parts LEFT, RIGHT,
     DOOR, LOCK, and bool (NW, 4) whether the part exists (before doors are opened)."""
@@ -268,11 +265,12 @@ class FruitBot(ProcgenGame):
             ox, oy, placed = carry
             j, cand, ok = inputs
             cx, cy = cand[:, 0:1], cand[:, 1:2]
-            hits = jnp.any(exists & _overlap(cx, cy, OBJ_R, OBJ_R, boxes[:, 0], boxes[:, 1],
-                                             boxes[:, 2], boxes[:, 3]), axis=1)
-            hits |= jnp.any(placed & _overlap(cx, cy, OBJ_R, OBJ_R, ox, oy, OBJ_R, OBJ_R), axis=1)
-            hits |= _overlap(cx[:, 0], cy[:, 0], OBJ_R, OBJ_R, level.agent_x, AGENT_R, AGENT_R,
-                             AGENT_R)
+            hits = jnp.any(exists & box_overlap(cx, cy, OBJ_R, OBJ_R, boxes[:, 0], boxes[:, 1],
+                                                boxes[:, 2], boxes[:, 3]), axis=1)
+            hits |= jnp.any(placed & box_overlap(cx, cy, OBJ_R, OBJ_R, ox, oy, OBJ_R, OBJ_R),
+                            axis=1)
+            hits |= box_overlap(cx[:, 0], cy[:, 0], OBJ_R, OBJ_R, level.agent_x, AGENT_R,
+                                AGENT_R, AGENT_R)
             hits |= cy[:, 0] + OBJ_R > HEIGHT - 1  # the presents' row
             pick = jnp.where(jnp.any(~hits), jnp.argmax(~hits), PLACEMENT_TRIES - 1)
             ox = ox.at[j].set(cand[pick, 0])
@@ -365,7 +363,7 @@ class FruitBot(ProcgenGame):
 
         ax, _ = action_xy(action)
         acc = jnp.stack([ax.astype(jnp.float32), jnp.float32(DRIFT)])
-        vel = 0.9 * ((1 - MIX_RATE) * state.agent[2:] + MIX_RATE * MAX_SPEED * acc)
+        vel = mix_velocity(state.agent[2:], acc, MIX_RATE, MAX_SPEED)
         x = state.agent[0] + vel[0]
         y = state.agent[1] + vel[1]
         cx = jnp.clip(x, AGENT_R, w - AGENT_R)
@@ -381,13 +379,13 @@ class FruitBot(ProcgenGame):
         present = exists & ~jnp.stack([jnp.zeros_like(state.door_open)] * 2
                                       + [state.door_open] * 2, -1)
         on = lambda bx, by, brx, bry, b: (  # noqa: E731
-            present & _overlap(bx, by, brx, bry, b[..., 0], b[..., 1], b[..., 2], b[..., 3]))
+            present & box_overlap(bx, by, brx, bry, b[..., 0], b[..., 1], b[..., 2], b[..., 3]))
 
         # Collisions of the bot: walls and closed doors kill, objects are eaten, presents win.
         hit = on(cx, y, AGENT_R, AGENT_R, boxes)
         died = jnp.any(hit[:, :DOOR + 1])
         touch = (lvl.obj_valid & ~state.eaten
-                 & _overlap(cx, y, AGENT_R, AGENT_R, lvl.obj_x, lvl.obj_y, OBJ_R, OBJ_R))
+                 & box_overlap(cx, y, AGENT_R, AGENT_R, lvl.obj_x, lvl.obj_y, OBJ_R, OBJ_R))
         reward = jnp.sum(jnp.where(touch, jnp.where(lvl.obj_good, GOOD_REWARD, BAD_REWARD), 0.0))
         won = y + AGENT_R > HEIGHT - 1
         reward = reward + jnp.where(won, COMPLETION_BONUS, 0.0)

@@ -47,6 +47,8 @@ from envs_jax.procgen.common import (
     ProcgenParams,
     action_xy,
     axis_view,
+    box_overlap,
+    mix_velocity,
     pack_rgb,
     special_key,
     unpack_rgb,
@@ -219,11 +221,6 @@ def _in_bounds(m: Movers, rx: jax.Array, ry: jax.Array) -> jax.Array:
     return (m.x + rx >= 0) & (m.y + ry >= 0) & (m.x - rx <= WORLD) & (m.y - ry <= WORLD)
 
 
-def _overlap(ax, ay, arx, ary, bx, by, brx, bry) -> jax.Array:
-    """Procgen's box collision: |dx| < rx1 + rx2 and |dy| < ry1 + ry2 (broadcasting)."""
-    return (jnp.abs(ax - bx) < arx + brx) & (jnp.abs(ay - by) < ary + bry)
-
-
 class StarPilot(ProcgenGame):
     """StarPilot-v0 (see the module docstring for the rules)."""
 
@@ -327,7 +324,7 @@ class StarPilot(ProcgenGame):
         # Ship: velocity mixes toward the action, world edges block.
         ax, ay = action_xy(action)
         acc = jnp.stack([ax, ay]).astype(jnp.float32)
-        vel = 0.9 * ((1 - MIX_RATE) * state.agent[2:] + MIX_RATE * MAX_SPEED * acc)
+        vel = mix_velocity(state.agent[2:], acc, MIX_RATE, MAX_SPEED)
         pos = state.agent[:2] + vel
         clamped = jnp.clip(pos, AGENT_R, WORLD - AGENT_R)
         vel = jnp.where(clamped == pos, vel, 0.0)
@@ -341,18 +338,18 @@ class StarPilot(ProcgenGame):
 
         # Collisions with the ship.
         er = jnp.asarray(KIND_RADIUS)[state.kind]
-        hit_enemy = enemies.active & jnp.asarray(KIND_LETHAL)[state.kind] & _overlap(
+        hit_enemy = enemies.active & jnp.asarray(KIND_LETHAL)[state.kind] & box_overlap(
             enemies.x, enemies.y, er, er, px, py, AGENT_R, AGENT_R)
-        hit_bullet = ebul.active & _overlap(ebul.x, ebul.y, BULLET_R, BULLET_R, px, py,
+        hit_bullet = ebul.active & box_overlap(ebul.x, ebul.y, BULLET_R, BULLET_R, px, py,
                                             AGENT_R, AGENT_R)
-        finished = (t > WIN_TIME) & _overlap(finish_x, WORLD / 2, FINISH_RX, WORLD / 2, px, py,
+        finished = (t > WIN_TIME) & box_overlap(finish_x, WORLD / 2, FINISH_RX, WORLD / 2, px, py,
                                              AGENT_R, AGENT_R)
         died = jnp.any(hit_enemy) | jnp.any(hit_bullet)
 
         # Player bullets: each damages the most recently spawned shootable enemy it touches.
         touch = (pbul.active[:, None] & enemies.active[None, :]
                  & jnp.asarray(KIND_SHOOTABLE)[state.kind][None, :]
-                 & _overlap(pbul.x[:, None], pbul.y[:, None], BULLET_R, BULLET_R,
+                 & box_overlap(pbul.x[:, None], pbul.y[:, None], BULLET_R, BULLET_R,
                             enemies.x[None, :], enemies.y[None, :], er[None, :], er[None, :]))
         target = jnp.argmax(jnp.where(touch, state.order[None, :], -1), axis=1)
         spent = jnp.any(touch, axis=1)
