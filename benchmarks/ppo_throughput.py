@@ -6,7 +6,7 @@ lr 2.5e-4 annealed, γ .99, λ .95, clip .2, ent .01, vf .5, grad-norm .5, MLP 6
 averaged over seeds). (b) MNIST-v0 (preset: γ = 0, λ = 1) at widths 1/8, 1/4, 1/2, 1 with the
 interactions needed to reach 90% training accuracy (seed mean). (c) CoinRun-v0 (easy, unlimited
 levels) with the IMPALA CNN at widths 1/16, 1/4, 1: CleanRL's Procgen PPO settings (3 epochs x 8
-minibatches, lr 5e-4, γ .999, λ .95) at a CPU-sized batch of 8 envs x 32 steps for 2 updates
+minibatches, lr 5e-4, γ .999, λ .95) at a CPU-sized batch of 8 envs x 16 steps for 1 update
 (256-level pool, 32 levels regenerated per rollout inside the program); `--gpu-scale` uses the
 paper-scale batch of 64 envs x 256 steps (the default 1024-level pool) for 8 updates. Each line
 has the network's forward FLOPs per observation (policy + value towers); one training
@@ -71,8 +71,8 @@ def measure(config: TrainConfig, num_seeds: int) -> tuple[dict, RunResult]:
         "updates_per_chunk": run.static.updates_per_chunk,
         "compile_s": round(compile_s, 2),
         "train_s": round(result.train_seconds, 3),
-        "interactions_per_s": round(interactions / result.train_seconds),
-        "interactions_per_cpu_s": round(interactions / cpu),
+        "interactions_per_s": float(f"{interactions / result.train_seconds:.3g}"),
+        "interactions_per_cpu_s": float(f"{interactions / cpu:.3g}"),
         "backend": jax.default_backend(),
         "device": jax.devices()[0].device_kind,
         "cpu_count": os.cpu_count(),
@@ -106,7 +106,7 @@ def coinrun_config(width: float, gpu_scale: bool) -> TrainConfig:
         size = dict(num_envs=64, rollout_length=256, total_interactions=8 * 64 * 256,
                     updates_per_chunk=4)
     else:
-        size = dict(num_envs=8, rollout_length=32, total_interactions=2 * 8 * 32,
+        size = dict(num_envs=8, rollout_length=16, total_interactions=8 * 16,
                     updates_per_chunk=1, env_kwargs=dict(pool_size=256, refresh_size=32))
     return TrainConfig(
         env="CoinRun-v0", network="impala", width=width, update_epochs=3, num_minibatches=8,
