@@ -1,4 +1,4 @@
-"""CNN training-step speed by formulation ("lax" vs "slices", scalelab.networks); JSON lines.
+"""CNN training-step speed by formulation ("lax" vs "taps", scalelab.networks); JSON lines.
 
 For each case (family, width, batch, members) and each ``conv_impl`` it times two compiled
 programs: "train", value_and_grad of the PPO loss (``scalelab.algos.ppo.ppo_loss``) w.r.t. the
@@ -7,13 +7,13 @@ trains a group), and "act", the forward pass at the rollout batch (``--act-batch
 one rollout step). Each program is compiled and run once (compile_s), then the implementations'
 calls are interleaved ``--repeats`` times (so both see the same machine state) and every output is
 fetched with ``block_until_ready``; median_ms and min_ms are per call. A final line per case gives
-lax / slices ratios of the medians.
+lax / taps ratios of the medians.
 
 ``--profile CASE`` instead prints the heaviest XLA ops (jax.profiler trace, mean ms per call) of
 the train program of one case for each implementation, e.g. ``--profile mnist_cnn:0.0625:512``.
 
     PYTHONPATH=. python benchmarks/cnn_speed.py [--cases default|quick|FAMILY:WIDTH:BATCH ...]
-        [--members 1] [--repeats 7] [--act-batch 32] [--impls lax slices] [--profile CASE]
+        [--members 1] [--repeats 7] [--act-batch 32] [--impls lax taps] [--profile CASE]
 
 On a machine shared with other jobs, pin it (``taskset -c 0``) for steadier per-op numbers.
 """
@@ -46,13 +46,14 @@ CASES = {
 
 
 def _parse_case(text: str) -> tuple[str, float, int]:
+    parts = text.split(":")
     try:
-        family, width, batch = text.split(":")
-        if family not in OBS:
-            raise ValueError
-        return family, float(width), int(batch)
-    except ValueError:
+        family, width, batch = parts[0], float(parts[1]), int(parts[2])
+    except (IndexError, ValueError):
+        family = None
+    if family not in OBS or len(parts) != 3:
         raise SystemExit(f"case {text!r}: expected FAMILY:WIDTH:BATCH, FAMILY in {list(OBS)}")
+    return family, width, batch
 
 
 def _programs(
@@ -111,8 +112,8 @@ def bench_case(case: str, impls: list[str], members: int, repeats: int, act_batc
                               median_ms=round(1e3 * medians[impl, kind], 3),
                               min_ms=round(1e3 * min(ts), 3), repeats=repeats,
                               compile_s=round(compile_s[impl, kind], 2), **common)), flush=True)
-    if {"lax", "slices"} <= set(impls):
-        ratios = {f"{k}_lax_over_slices": round(medians["lax", k] / medians["slices", k], 2)
+    if {"lax", "taps"} <= set(impls):
+        ratios = {f"{k}_lax_over_taps": round(medians["lax", k] / medians["taps", k], 2)
                   for k in ("train", "act")}
         print(json.dumps(dict(bench="cnn_speed_ratio", batch=batch, act_batch=act_batch,
                               **ratios, **common)), flush=True)
@@ -154,8 +155,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--act-batch", type=int, default=32)
-    parser.add_argument("--impls", nargs="+", default=["lax", "slices"],
-                        choices=["lax", "slices"])
+    parser.add_argument("--impls", nargs="+", default=["lax", "taps"],
+                        choices=["lax", "taps"])
     parser.add_argument("--profile", metavar="CASE")
     args = parser.parse_args()
     if args.profile:

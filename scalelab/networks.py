@@ -27,17 +27,17 @@ computes the same function as its unpadded self.
 
 Uint8 observations are scaled to [0, 1] inside; anything else is cast to float32.
 
-Two formulations of the CNN trunks compute the same function from the same parameters
-(``build(..., conv_impl=...)``): ``"lax"`` uses ``lax.conv_general_dilated`` and ``nn.max_pool``
-on [B, H, W, C] arrays; ``"slices"`` keeps activations batch-minor, [C, H, W, B], and writes every
-convolution as a sum over kernel taps of (c_in x c_out) matrix products with shifted slices and
-every max-pool as a first-maximum selection over strided slices. XLA:CPU's convolution emitter is
-slow for the few-channel layers of small members (the first MNIST conv has one input channel) and
-so is the gradient of its reduce-window max-pool; with the batch as the contiguous axis every
-slice, product and selection vectorizes over the batch (``benchmarks/cnn_speed.py`` measures the
-difference). ``"auto"`` (the default) picks ``"slices"`` when the default backend is the CPU and
-``"lax"`` elsewhere, where library convolutions are fast and the slices formulation would only
-add memory traffic (it reads every input k*k times).
+Convolutions have two formulations with the same parameters and the same function
+(``build(..., conv_impl=...)``): ``"lax"`` is ``nn.Conv`` (``lax.conv_general_dilated``);
+``"taps"`` computes a layer with C_in * C_out <= TAPS_MAX_CHANNELS as a sum over kernel taps of a
+shifted slice times a (C_in x C_out) matrix (``conv_taps``) and the other layers as ``"lax"`` does.
+XLA:CPU's convolution emitter is slow for such few-channel layers (the first MNIST conv has one
+input channel; its forward pass and kernel gradient dominated the small members' training step),
+while the tap products fuse into a few elementwise loops; from about 8 channel pairs on the
+library convolution is as fast or faster (``benchmarks/cnn_speed.py`` measures both). ``"auto"``
+(the default) picks ``"taps"`` when the default backend is the CPU and ``"lax"`` elsewhere, where
+library convolutions are fast and the tap sum would only add memory traffic. Max-pools are
+``nn.max_pool`` in both.
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ import jax.numpy as jnp
 from jax import lax
 
 FAMILIES = ("mnist_cnn", "mlp", "impala")
-CONV_IMPLS = ("auto", "lax", "slices")
+CONV_IMPLS = ("auto", "lax", "taps")
+# "taps" computes a convolution as per-tap products only up to this C_in * C_out (module docstring)
+TAPS_MAX_CHANNELS = 4
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"relu": nn.relu, "tanh": jnp.tanh}
 
 _DEFAULT_DEPTH: dict[str, int | None] = {"mnist_cnn": None, "mlp": 2, "impala": 2}
@@ -197,94 +199,51 @@ def _conv(features: int, kernel: int, padding: str, name: str) -> nn.Module:
 
 
 def resolve_conv_impl(conv_impl: str) -> str:
-    """``"lax"`` or ``"slices"`` for ``conv_impl`` in CONV_IMPLS; "auto" goes by the default
+    """``"lax"`` or ``"taps"`` for ``conv_impl`` in CONV_IMPLS; "auto" goes by the default
     backend (module docstring)."""
     if conv_impl not in CONV_IMPLS:
         raise ValueError(f"conv_impl={conv_impl!r}: expected one of {CONV_IMPLS}")
     if conv_impl == "auto":
-        return "slices" if jax.default_backend() == "cpu" else "lax"
+        return "taps" if jax.default_backend() == "cpu" else "lax"
     return conv_impl
 
 
-def _same_pads(size: int, window: int, stride: int) -> tuple[int, int]:
-    """XLA's SAME padding (before, after) along one axis: total max((out-1)*s + k - size, 0),
-    out = ceil(size / s), the odd element after."""
-    total = max((-(-size // stride) - 1) * stride + window - size, 0)
-    return total // 2, total - total // 2
+def _same_pads(size: int, kernel: int) -> tuple[int, int]:
+    """XLA's SAME padding (before, after) of a stride-1 convolution along one axis."""
+    return (kernel - 1) // 2, kernel // 2
 
 
-def _taps(x: jax.Array, window: tuple[int, int], stride: int) -> list[jax.Array]:
-    """The window's shifted, strided views of x [C, H, W, B] in row-major tap order, each
-    [C, H_out, W_out, B] with H_out = (H - kh) // stride + 1 (and likewise W_out)."""
-    (kh, kw), (h, w) = window, x.shape[1:3]
-    h_out, w_out = (h - kh) // stride + 1, (w - kw) // stride + 1
-    return [
-        x[:, i : i + stride * (h_out - 1) + 1 : stride, j : j + stride * (w_out - 1) + 1 : stride]
-        for i in range(kh)
-        for j in range(kw)
-    ]
+def conv_taps(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
+    """Stride-1 2-D convolution (cross-correlation) of x [B, H, W, C_in] with ``kernel``
+    [kh, kw, C_in, C_out] -> [B, H_out, W_out, C_out], no bias; same as
+    ``lax.conv_general_dilated(x, kernel, (1, 1), padding)`` in NHWC/HWIO.
 
-
-def conv_batch_minor(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
-    """Stride-1 2-D convolution (cross-correlation) of batch-minor x [C_in, H, W, B] with
-    ``kernel`` [kh, kw, C_in, C_out] -> [C_out, H_out, W_out, B], no bias.
-
-    y[o, h, w, b] = sum_{i, j, c} kernel[i, j, c, o] * x_pad[c, h + i, w + j, b], x_pad being x
-    zero-padded as ``lax.conv_general_dilated`` pads for ``padding`` ("VALID" or "SAME").
-    Computed as a sum over the kh*kw taps of a (C_in x C_out) contraction with a shifted slice,
-    so nothing of size kh*kw*|x| is materialized and the batch stays the contiguous axis.
+    y[b, h, w, o] = sum_{i, j} sum_c x_pad[b, h + i, w + j, c] * kernel[i, j, c, o], x_pad being
+    x zero-padded as XLA pads for ``padding`` ("VALID" or "SAME"): a sum over the kh*kw taps of a
+    shifted slice times a (C_in x C_out) matrix. Nothing of size kh*kw*|x| is materialized.
     """
     kh, kw, c_in, _ = kernel.shape
-    if x.ndim != 4 or x.shape[0] != c_in:
-        raise ValueError(f"conv_batch_minor: x {x.shape} is not [C_in={c_in}, H, W, B]")
+    if x.ndim != 4 or x.shape[-1] != c_in:
+        raise ValueError(f"conv_taps: x {x.shape} is not [B, H, W, C_in={c_in}]")
     if padding == "SAME":
-        pads = [(0, 0), _same_pads(x.shape[1], kh, 1), _same_pads(x.shape[2], kw, 1), (0, 0)]
-        x = jnp.pad(x, pads)
+        x = jnp.pad(x, [(0, 0), _same_pads(x.shape[1], kh), _same_pads(x.shape[2], kw), (0, 0)])
     elif padding != "VALID":
-        raise ValueError(f"conv_batch_minor: padding={padding!r}: expected 'VALID' or 'SAME'")
-    views = _taps(x, (kh, kw), 1)
-    # [C_out, C_in] per tap: the big operand is then XLA:CPU's natural (K, N) right-hand side,
-    # which avoids a transposed copy of every slice
-    taps = jnp.transpose(kernel.reshape(kh * kw, c_in, -1), (0, 2, 1))
-    contract = (((1,), (0,)), ((), ()))
-    out = lax.dot_general(taps[0], views[0], contract)
-    for t in range(1, kh * kw):
-        out = out + lax.dot_general(taps[t], views[t], contract)
+        raise ValueError(f"conv_taps: padding={padding!r}: expected 'VALID' or 'SAME'")
+    h_out, w_out = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            tap = lax.dot_general(
+                x[:, i : i + h_out, j : j + w_out], kernel[i, j], (((3,), (0,)), ((), ()))
+            )
+            out = tap if out is None else out + tap
     return out
 
 
-def max_pool_batch_minor(x: jax.Array, window: int, stride: int, padding: str) -> jax.Array:
-    """Max-pool of batch-minor x [C, H, W, B] over ``window`` x ``window`` patches with
-    ``stride`` -> [C, H_out, W_out, B], exactly as ``nn.max_pool`` on [B, H, W, C].
-
-    SAME pads with -inf like ``lax.reduce_window``. The output is the first element of each
-    window (row-major) equal to the window's maximum, so the gradient goes to that one element,
-    the choice XLA's select-and-scatter makes for ``nn.max_pool`` (ties included).
-    """
-    if x.ndim != 4:
-        raise ValueError(f"max_pool_batch_minor: x {x.shape} is not [C, H, W, B]")
-    if padding == "SAME":
-        pads = [
-            (0, 0), _same_pads(x.shape[1], window, stride),
-            _same_pads(x.shape[2], window, stride), (0, 0),
-        ]
-        x = jnp.pad(x, pads, constant_values=-jnp.inf)
-    elif padding != "VALID":
-        raise ValueError(f"max_pool_batch_minor: padding={padding!r}: expected 'VALID' or 'SAME'")
-    views = _taps(x, (window, window), stride)
-    top = views[0]
-    for v in views[1:]:
-        top = jnp.maximum(top, v)
-    # a NaN maximum matches no element and stays the output (reduce_window propagates NaN too)
-    out = lax.stop_gradient(top)
-    for v in reversed(views):
-        out = jnp.where(v == top, v, out)
-    return out
-
-
-class BatchMinorConv(nn.Module):
-    """``nn.Conv`` with the same parameters (names, shapes, init order) on batch-minor
-    activations: [C_in, H, W, B] -> [C_out, H_out, W_out, B]."""
+class TapsConv(nn.Module):
+    """``nn.Conv`` (stride 1, orthogonal sqrt(2) kernel, zero bias) computed by ``conv_taps``:
+    the same parameters (names, shapes, creation order, so the same init) and the same function.
+    [B, H, W, C_in] -> [B, H_out, W_out, features]."""
 
     features: int
     kernel: int
@@ -292,37 +251,17 @@ class BatchMinorConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        shape = (self.kernel, self.kernel, x.shape[0], self.features)
+        shape = (self.kernel, self.kernel, x.shape[-1], self.features)
         kernel = self.param("kernel", nn.initializers.orthogonal(_HIDDEN_SCALE), shape, jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-        return conv_batch_minor(x, kernel, self.padding) + bias[:, None, None, None]
-
-
-class BatchMinorDense(nn.Module):
-    """The trunk's ``nn.DenseGeneral`` over (H, W, C) (same parameters, same init) applied to
-    batch-minor x [C, H, W, B] -> [B, features]:
-    y[b, u] = sum_{c, h, w} x[c, h, w, b] kernel[h, w, c, u] + bias[u]."""
-
-    features: int
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        c, h, w, _ = x.shape
-        def init(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
-            # as DenseGeneral: an orthogonal (H*W*C, out) matrix, reshaped
-            flat = (math.prod(shape[:-1]), shape[-1])
-            return nn.initializers.orthogonal(_HIDDEN_SCALE)(key, flat, dtype).reshape(shape)
-
-        kernel = self.param("kernel", init, (h, w, c, self.features), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-        return lax.dot_general(x, kernel, (((0, 1, 2), (2, 0, 1)), ((), ()))) + bias
+        return conv_taps(x, kernel, self.padding) + bias
 
 
 class Encoder(nn.Module):
     """One tower's trunk: obs batch [B, *obs_shape] float32 -> features [B, units] float32.
 
-    ``conv_impl`` ("lax" | "slices") picks the CNN formulation (module docstring); both take
-    the same parameters and compute the same function.
+    ``conv_impl`` ("lax" | "taps") picks how its convolutions are computed (module docstring);
+    both take the same parameters and compute the same function.
     """
 
     cfg: NetworkConfig
@@ -340,38 +279,32 @@ class Encoder(nn.Module):
             return x
         if x.ndim != 4:
             raise ValueError(f"{cfg.family} expects obs of shape [B, H, W, C], got {x.shape}")
-        if self.conv_impl == "slices":
-            x = jnp.transpose(x, (3, 1, 2, 0))
 
-            def conv(c, k, padding, name):
-                return BatchMinorConv(c, k, padding, name=name)
+        def conv(features: int, kernel: int, padding: str, name: str) -> Callable:
+            def apply(x: jax.Array) -> jax.Array:
+                if self.conv_impl == "taps" and x.shape[-1] * features <= TAPS_MAX_CHANNELS:
+                    return TapsConv(features, kernel, padding, name=name)(x)
+                return _conv(features, kernel, padding, name)(x)
 
-            def pool(x, window, stride, padding):
-                return max_pool_batch_minor(x, window, stride, padding)
-        else:
-
-            def conv(c, k, padding, name):
-                return _conv(c, k, padding, name)
-
-            def pool(x, window, stride, padding):
-                return nn.max_pool(x, (window, window), (stride, stride), padding)
+            return apply
 
         if cfg.family == "mnist_cnn":
             c1, c2, units = sizes
-            x = pool(act(conv(c1, 5, "VALID", "conv_0")(x)), 2, 2, "VALID")
-            x = pool(act(conv(c2, 3, "VALID", "conv_1")(x)), 2, 2, "VALID")
+            x = act(conv(c1, 5, "VALID", "conv_0")(x))
+            x = nn.max_pool(x, (2, 2), (2, 2), "VALID")
+            x = act(conv(c2, 3, "VALID", "conv_1")(x))
+            x = nn.max_pool(x, (2, 2), (2, 2), "VALID")
         else:
             *channels, units = sizes
             for s, c in enumerate(channels):
-                x = pool(conv(c, 3, "SAME", f"stack_{s}_conv")(x), 3, 2, "SAME")
+                x = conv(c, 3, "SAME", f"stack_{s}_conv")(x)
+                x = nn.max_pool(x, (3, 3), (2, 2), "SAME")
                 for b in range(cfg.depth):
                     y = conv(c, 3, "SAME", f"stack_{s}_block_{b}_conv_0")(act(x))
                     y = conv(c, 3, "SAME", f"stack_{s}_block_{b}_conv_1")(act(y))
                     x = x + y
             x = act(x)
         # contract (H, W, C) with a (H, W, C, out) kernel so channel padding stays at axis ends
-        if self.conv_impl == "slices":
-            return act(BatchMinorDense(units, name="dense")(x))
         return act(_dense(units, _HIDDEN_SCALE, "dense", axis=(-3, -2, -1))(x))
 
 
@@ -380,7 +313,7 @@ class ActorCritic(nn.Module):
 
     Uint8 observations are divided by 255; outputs are float32. With ``cfg.aux_value_head`` and
     ``return_aux=True`` it returns (logits, value, aux_value [B]), aux_value read off the policy
-    tower's features. ``conv_impl`` is "lax" or "slices" (``build`` resolves "auto").
+    tower's features. ``conv_impl`` is "lax" or "taps" (``build`` resolves "auto").
     """
 
     cfg: NetworkConfig
@@ -409,8 +342,8 @@ class ActorCritic(nn.Module):
 def build(cfg: NetworkConfig, num_actions: int, conv_impl: str = "auto") -> ActorCritic:
     """The flax module for ``cfg``; ``module.apply(params, obs) -> (logits [B, A], value [B])``.
 
-    ``conv_impl`` ("auto" | "lax" | "slices") picks the CNN formulation, resolved here (module
-    docstring); every choice has the same parameters and computes the same function.
+    ``conv_impl`` ("auto" | "lax" | "taps") picks the convolutions' formulation, resolved here
+    (module docstring); every choice has the same parameters and computes the same function.
     """
     return ActorCritic(cfg, _check_num_actions(num_actions), resolve_conv_impl(conv_impl))
 
