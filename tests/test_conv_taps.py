@@ -121,13 +121,14 @@ def test_taps_network_equals_lax_network(cfg, shape, num_actions):
     actions = jax.random.randint(k_act, (len(obs),), 0, num_actions)
     adv, returns = jax.random.normal(k_adv, (len(obs),)), jax.random.normal(k_ret, (len(obs),))
 
-    results = []
-    for module in (m_lax, m_taps):
-        outputs = jax.jit(module.apply)(params, obs)
-        grads = jax.jit(jax.grad(lambda p, m=module: _ppo_like_loss(m, p, obs, actions, adv,
-                                                                    returns)))(params)
-        results.append((outputs, grads))
-    (out_lax, g_lax), (out_taps, g_taps) = results
+    def outputs_and_grads(module):
+        def loss(p):
+            return _ppo_like_loss(module, p, obs, actions, adv, returns), module.apply(p, obs)
+
+        (_, outputs), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+        return outputs, grads
+
+    (out_lax, g_lax), (out_taps, g_taps) = map(outputs_and_grads, (m_lax, m_taps))
     for a, b in zip(out_taps, out_lax, strict=True):
         _close(a, b)
     for (path, a), b in zip(
