@@ -33,8 +33,9 @@ Convolutions have two formulations with the same parameters and the same functio
 shifted slice times a (C_in x C_out) matrix (``conv_taps``) and the other layers as ``"lax"`` does.
 XLA:CPU's convolution emitter is slow for such few-channel layers (the first MNIST conv has one
 input channel; its forward pass and kernel gradient dominated the small members' training step),
-while the tap products fuse into a few elementwise loops; from about 8 channel pairs on the
-library convolution is as fast or faster (``benchmarks/cnn_speed.py`` measures both). ``"auto"``
+while the tap products fuse into a few elementwise loops. At 8 channel pairs (MNIST width 1/4's
+first conv) the taps sped up the training step but slowed the batch-32 forward pass of a rollout,
+hence the cut-off at 4 (``benchmarks/cnn_speed.py`` measures both formulations). ``"auto"``
 (the default) picks ``"taps"`` when the default backend is the CPU and ``"lax"`` elsewhere, where
 library convolutions are fast and the tap sum would only add memory traffic. Max-pools are
 ``nn.max_pool`` in both.
