@@ -26,6 +26,19 @@ activations the padded units output exactly zero, receive exactly zero gradient,
 computes the same function as its unpadded self.
 
 Uint8 observations are scaled to [0, 1] inside; anything else is cast to float32.
+
+Convolutions have two formulations with the same parameters and the same function
+(``build(..., conv_impl=...)``): ``"lax"`` is ``nn.Conv`` (``lax.conv_general_dilated``);
+``"taps"`` computes a layer with C_in * C_out <= TAPS_MAX_CHANNELS as a sum over kernel taps of a
+shifted slice times a (C_in x C_out) matrix (``conv_taps``) and the other layers as ``"lax"`` does.
+XLA:CPU's convolution emitter is slow for such few-channel layers (the first MNIST conv has one
+input channel; its forward pass and kernel gradient dominated the small members' training step),
+while the tap products fuse into a few elementwise loops. At 8 channel pairs (MNIST width 1/4's
+first conv) the taps sped up the training step but slowed the batch-32 forward pass of a rollout,
+hence the cut-off at 4 (``benchmarks/cnn_speed.py`` measures both formulations). ``"auto"``
+(the default) picks ``"taps"`` when the default backend is the CPU and ``"lax"`` elsewhere, where
+library convolutions are fast and the tap sum would only add memory traffic. Max-pools are
+``nn.max_pool`` in both.
 """
 
 from __future__ import annotations
@@ -39,8 +52,12 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 FAMILIES = ("mnist_cnn", "mlp", "impala")
+CONV_IMPLS = ("auto", "lax", "taps")
+# "taps" computes a convolution as per-tap products only up to this C_in * C_out (module docstring)
+TAPS_MAX_CHANNELS = 4
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"relu": nn.relu, "tanh": jnp.tanh}
 
 _DEFAULT_DEPTH: dict[str, int | None] = {"mnist_cnn": None, "mlp": 2, "impala": 2}
@@ -182,10 +199,74 @@ def _conv(features: int, kernel: int, padding: str, name: str) -> nn.Module:
     )
 
 
+def resolve_conv_impl(conv_impl: str) -> str:
+    """``"lax"`` or ``"taps"`` for ``conv_impl`` in CONV_IMPLS; "auto" goes by the default
+    backend (module docstring)."""
+    if conv_impl not in CONV_IMPLS:
+        raise ValueError(f"conv_impl={conv_impl!r}: expected one of {CONV_IMPLS}")
+    if conv_impl == "auto":
+        return "taps" if jax.default_backend() == "cpu" else "lax"
+    return conv_impl
+
+
+def _same_pads(size: int, kernel: int) -> tuple[int, int]:
+    """XLA's SAME padding (before, after) of a stride-1 convolution along one axis."""
+    return (kernel - 1) // 2, kernel // 2
+
+
+def conv_taps(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
+    """Stride-1 2-D convolution (cross-correlation) of x [B, H, W, C_in] with ``kernel``
+    [kh, kw, C_in, C_out] -> [B, H_out, W_out, C_out], no bias; same as
+    ``lax.conv_general_dilated(x, kernel, (1, 1), padding)`` in NHWC/HWIO.
+
+    y[b, h, w, o] = sum_{i, j} sum_c x_pad[b, h + i, w + j, c] * kernel[i, j, c, o], x_pad being
+    x zero-padded as XLA pads for ``padding`` ("VALID" or "SAME"): a sum over the kh*kw taps of a
+    shifted slice times a (C_in x C_out) matrix. Nothing of size kh*kw*|x| is materialized.
+    """
+    kh, kw, c_in, _ = kernel.shape
+    if x.ndim != 4 or x.shape[-1] != c_in:
+        raise ValueError(f"conv_taps: x {x.shape} is not [B, H, W, C_in={c_in}]")
+    if padding == "SAME":
+        x = jnp.pad(x, [(0, 0), _same_pads(x.shape[1], kh), _same_pads(x.shape[2], kw), (0, 0)])
+    elif padding != "VALID":
+        raise ValueError(f"conv_taps: padding={padding!r}: expected 'VALID' or 'SAME'")
+    h_out, w_out = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            tap = lax.dot_general(
+                x[:, i : i + h_out, j : j + w_out], kernel[i, j], (((3,), (0,)), ((), ()))
+            )
+            out = tap if out is None else out + tap
+    return out
+
+
+class TapsConv(nn.Module):
+    """``nn.Conv`` (stride 1, orthogonal sqrt(2) kernel, zero bias) computed by ``conv_taps``:
+    the same parameters (names, shapes, creation order, so the same init) and the same function.
+    [B, H, W, C_in] -> [B, H_out, W_out, features]."""
+
+    features: int
+    kernel: int
+    padding: str
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (self.kernel, self.kernel, x.shape[-1], self.features)
+        kernel = self.param("kernel", nn.initializers.orthogonal(_HIDDEN_SCALE), shape, jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        return conv_taps(x, kernel, self.padding) + bias
+
+
 class Encoder(nn.Module):
-    """One tower's trunk: obs batch [B, *obs_shape] float32 -> features [B, units] float32."""
+    """One tower's trunk: obs batch [B, *obs_shape] float32 -> features [B, units] float32.
+
+    ``conv_impl`` ("lax" | "taps") picks how its convolutions are computed (module docstring);
+    both take the same parameters and compute the same function.
+    """
 
     cfg: NetworkConfig
+    conv_impl: str = "lax"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -199,20 +280,29 @@ class Encoder(nn.Module):
             return x
         if x.ndim != 4:
             raise ValueError(f"{cfg.family} expects obs of shape [B, H, W, C], got {x.shape}")
+
+        def conv(features: int, kernel: int, padding: str, name: str) -> Callable:
+            def apply(x: jax.Array) -> jax.Array:
+                if self.conv_impl == "taps" and x.shape[-1] * features <= TAPS_MAX_CHANNELS:
+                    return TapsConv(features, kernel, padding, name=name)(x)
+                return _conv(features, kernel, padding, name)(x)
+
+            return apply
+
         if cfg.family == "mnist_cnn":
             c1, c2, units = sizes
-            x = act(_conv(c1, 5, "VALID", "conv_0")(x))
+            x = act(conv(c1, 5, "VALID", "conv_0")(x))
             x = nn.max_pool(x, (2, 2), (2, 2), "VALID")
-            x = act(_conv(c2, 3, "VALID", "conv_1")(x))
+            x = act(conv(c2, 3, "VALID", "conv_1")(x))
             x = nn.max_pool(x, (2, 2), (2, 2), "VALID")
         else:
             *channels, units = sizes
             for s, c in enumerate(channels):
-                x = _conv(c, 3, "SAME", f"stack_{s}_conv")(x)
+                x = conv(c, 3, "SAME", f"stack_{s}_conv")(x)
                 x = nn.max_pool(x, (3, 3), (2, 2), "SAME")
                 for b in range(cfg.depth):
-                    y = _conv(c, 3, "SAME", f"stack_{s}_block_{b}_conv_0")(act(x))
-                    y = _conv(c, 3, "SAME", f"stack_{s}_block_{b}_conv_1")(act(y))
+                    y = conv(c, 3, "SAME", f"stack_{s}_block_{b}_conv_0")(act(x))
+                    y = conv(c, 3, "SAME", f"stack_{s}_block_{b}_conv_1")(act(y))
                     x = x + y
             x = act(x)
         # contract (H, W, C) with a (H, W, C, out) kernel so channel padding stays at axis ends
@@ -224,11 +314,12 @@ class ActorCritic(nn.Module):
 
     Uint8 observations are divided by 255; outputs are float32. With ``cfg.aux_value_head`` and
     ``return_aux=True`` it returns (logits, value, aux_value [B]), aux_value read off the policy
-    tower's features.
+    tower's features. ``conv_impl`` is "lax" or "taps" (``build`` resolves "auto").
     """
 
     cfg: NetworkConfig
     num_actions: int
+    conv_impl: str = "lax"
 
     @nn.compact
     def __call__(self, obs: jax.Array, return_aux: bool = False) -> tuple[jax.Array, ...]:
@@ -238,9 +329,9 @@ class ActorCritic(nn.Module):
             x = obs.astype(jnp.float32) / 255.0
         else:
             x = obs.astype(jnp.float32)
-        pi = Encoder(self.cfg, name="policy_encoder")(x)
+        pi = Encoder(self.cfg, self.conv_impl, name="policy_encoder")(x)
         logits = _dense(self.num_actions, _POLICY_SCALE, "policy_head")(pi)
-        v = Encoder(self.cfg, name="value_encoder")(x)
+        v = Encoder(self.cfg, self.conv_impl, name="value_encoder")(x)
         value = _dense(1, _VALUE_SCALE, "value_head")(v)[..., 0]
         if self.cfg.aux_value_head:
             aux_value = _dense(1, _VALUE_SCALE, "aux_value_head")(pi)[..., 0]
@@ -249,9 +340,13 @@ class ActorCritic(nn.Module):
         return logits, value
 
 
-def build(cfg: NetworkConfig, num_actions: int) -> ActorCritic:
-    """The flax module for ``cfg``; ``module.apply(params, obs) -> (logits [B, A], value [B])``."""
-    return ActorCritic(cfg, _check_num_actions(num_actions))
+def build(cfg: NetworkConfig, num_actions: int, conv_impl: str = "auto") -> ActorCritic:
+    """The flax module for ``cfg``; ``module.apply(params, obs) -> (logits [B, A], value [B])``.
+
+    ``conv_impl`` ("auto" | "lax" | "taps") picks the convolutions' formulation, resolved here
+    (module docstring); every choice has the same parameters and computes the same function.
+    """
+    return ActorCritic(cfg, _check_num_actions(num_actions), resolve_conv_impl(conv_impl))
 
 
 def init_params(
