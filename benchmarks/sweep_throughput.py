@@ -18,6 +18,7 @@ import dataclasses
 import json
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -104,7 +105,8 @@ def memory(spec: SweepSpec) -> None:
         for n in (1, 2):
             runner = FusedRunner(make_plan(_only(spec, m, seeds=tuple(range(n)))))
             state = runner.init_state()
-            compiled = jax.jit(runner._fused, donate_argnums=0).lower(
+            envs = state.groups[0].episode_return.shape[1]
+            compiled = jax.jit(partial(runner._fused, num_envs=envs), donate_argnums=0).lower(
                 state, runner.hparams, runner.env_params).compile()
             mem = compiled.memory_analysis()
             sizes[n] = (mem.argument_size_in_bytes + mem.output_size_in_bytes
