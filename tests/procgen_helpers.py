@@ -48,6 +48,22 @@ def game_fixtures(name: str, pool_size: int = 16, refresh_size: int = 8) -> tupl
     return game, hard, step_fn, vstep, gen
 
 
+def check_gymnax_api(env: Any, params: Any, vstep: Callable, name: str) -> Any:
+    """Check a game's gymnax API under vmap over 4 keys: name, 15 actions, uint8 (64, 64, 3)
+    observations from reset and step, float32 rewards, bool terminations, final observations.
+    Returns the 4 environments' state after one step."""
+    assert env.name == name and env.num_actions == 15
+    assert env.observation_space(params).shape == (64, 64, 3)
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    obs, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+    assert obs.shape == (4, 64, 64, 3) and obs.dtype == jnp.uint8
+    obs, state, reward, term, trunc, info = vstep(keys, state, jnp.array([0, 4, 9, 14]), params)
+    assert obs.shape == (4, 64, 64, 3) and obs.dtype == jnp.uint8
+    assert reward.dtype == jnp.float32 and term.dtype == jnp.bool_ and trunc.shape == (4,)
+    assert info["final_observation"].shape == (4, 64, 64, 3)
+    return state
+
+
 def play(step_fn: Callable, params: Any, state: Any, actions: list[int]) -> tuple[
     list[Any], list[float], list[bool]
 ]:

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
+from network_helpers import ppo_like_loss
 
 from scalelab.networks import (
     TAPS_MAX_CHANNELS,
@@ -77,14 +78,6 @@ def test_resolve_conv_impl():
         build(NetworkConfig("mnist_cnn"), 10, conv_impl="fft")
 
 
-def _ppo_like_loss(module, params, obs, actions, adv, returns):
-    logits, value = module.apply(params, obs)
-    logp = jax.nn.log_softmax(logits)
-    chosen = jnp.take_along_axis(logp, actions[:, None], axis=1)[:, 0]
-    entropy = -jnp.sum(jnp.exp(logp) * logp, axis=1)
-    return -jnp.mean(chosen * adv) + 0.5 * jnp.mean((value - returns) ** 2) - 0.01 * entropy.mean()
-
-
 def _conv_count(fn, *args) -> int:
     return str(jax.make_jaxpr(fn)(*args)).count("conv_general_dilated")
 
@@ -123,7 +116,7 @@ def test_taps_network_equals_lax_network(cfg, shape, num_actions):
 
     def outputs_and_grads(module):
         def loss(p):
-            return _ppo_like_loss(module, p, obs, actions, adv, returns), module.apply(p, obs)
+            return ppo_like_loss(module, p, obs, actions, adv, returns), module.apply(p, obs)
 
         (_, outputs), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
         return outputs, grads

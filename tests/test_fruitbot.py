@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from procgen_helpers import (
+    check_gymnax_api,
     check_time_limit_truncates,
     first_episode_returns,
     game_fixtures,
@@ -66,15 +67,7 @@ def drift_heights(y0, steps):
 
 def test_api_shapes_spaces_and_vmap(game, vstep):
     env, params = game
-    assert env.name == "FruitBot-v0" and env.num_actions == 15
-    assert env.observation_space(params).shape == (64, 64, 3)
-    keys = jax.random.split(jax.random.PRNGKey(0), 4)
-    obs, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
-    assert obs.shape == (4, 64, 64, 3) and obs.dtype == jnp.uint8
-    obs, state, reward, term, trunc, info = vstep(keys, state, jnp.array([0, 4, 9, 14]), params)
-    assert obs.shape == (4, 64, 64, 3) and obs.dtype == jnp.uint8
-    assert reward.dtype == jnp.float32 and term.dtype == jnp.bool_ and trunc.shape == (4,)
-    assert info["final_observation"].shape == (4, 64, 64, 3)
+    state = check_gymnax_api(env, params, vstep, "FruitBot-v0")
     sym = env.symbolic(jax.tree.map(lambda a: a[0], state))
     assert sym["objects"].shape == (F.NUM_OBJECTS, 4) and sym["walls"].shape == (5, 4)
 

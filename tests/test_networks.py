@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from network_helpers import ppo_like_loss
 
 from scalelab.networks import (
     NetworkConfig,
@@ -304,14 +305,6 @@ def test_policy_and_value_towers_are_separate(member):
     assert not np.allclose(value, value2)
 
 
-def _loss(module, params, obs, actions, adv, returns):
-    logits, value = module.apply(params, obs)
-    logp = jax.nn.log_softmax(logits)
-    chosen = jnp.take_along_axis(logp, actions[:, None], axis=1)[:, 0]
-    entropy = -jnp.sum(jnp.exp(logp) * logp, axis=1)
-    return -jnp.mean(chosen * adv) + 0.5 * jnp.mean((value - returns) ** 2) - 0.01 * entropy.mean()
-
-
 def test_padded_member_matches_lone_twin(member):
     """A member zero-padded into a wider group computes the same outputs, and after Adam steps
     (vmapped next to a genuinely wide member) its padded entries are exactly zero and the rest
@@ -346,7 +339,7 @@ def test_padded_member_matches_lone_twin(member):
     def train(module, params):
         def step(carry, _):
             params, state = carry
-            grads = jax.grad(lambda p: _loss(module, p, obs, actions, adv, returns))(params)
+            grads = jax.grad(lambda p: ppo_like_loss(module, p, obs, actions, adv, returns))(params)
             updates, state = opt.update(grads, state, params)
             return (optax.apply_updates(params, updates), state), None
 
