@@ -18,7 +18,6 @@ import dataclasses
 import json
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
 import jax
@@ -105,10 +104,7 @@ def memory(spec: SweepSpec) -> None:
         for n in (1, 2):
             runner = FusedRunner(make_plan(_only(spec, m, seeds=tuple(range(n)))))
             state = runner.init_state()
-            envs = state.groups[0].episode_return.shape[1]
-            compiled = jax.jit(partial(runner._fused, num_envs=envs), donate_argnums=0).lower(
-                state, runner.hparams, runner.env_params).compile()
-            mem = compiled.memory_analysis()
+            mem = runner.compiled_chunk(state).memory_analysis()
             sizes[n] = (mem.argument_size_in_bytes + mem.output_size_in_bytes
                         + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
         measured = sizes[2] - sizes[1]

@@ -297,16 +297,22 @@ class FusedRunner:
                                        ep)[1])
         return state.replace(groups=tuple(groups))
 
-    def step(self, state: SweepState) -> tuple[SweepState, tuple]:
-        """Advance every group one chunk, then grow the batch if the schedule says so. Returns
-        the new state (the old one is donated) and per group its UpdateMetrics, fields
-        (slots, K)."""
+    def compiled_chunk(self, state: SweepState) -> Any:
+        """The compiled fused chunk program for `state`'s batch shape (cached per num_envs):
+        (state, hparams, env_params) -> (state, metrics), the state donated."""
         envs = state.groups[0].episode_return.shape[1]
         if envs not in self._compiled:
             fused = partial(self._fused, num_envs=envs)
             self._compiled[envs] = jax.jit(fused, donate_argnums=0).lower(
                 state, self.hparams, self.env_params).compile()
-        state, metrics = self._compiled[envs](state, self.hparams, self.env_params)
+        return self._compiled[envs]
+
+    def step(self, state: SweepState) -> tuple[SweepState, tuple]:
+        """Advance every group one chunk, then grow the batch if the schedule says so. Returns
+        the new state (the old one is donated) and per group its UpdateMetrics, fields
+        (slots, K)."""
+        envs = state.groups[0].episode_return.shape[1]
+        state, metrics = self.compiled_chunk(state)(state, self.hparams, self.env_params)
         if len(set(self.plan.chunk_envs)) > 1:
             nxt = self.plan.state_envs(int(np.asarray(state.chunk)))
             if nxt != envs:
