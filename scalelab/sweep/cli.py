@@ -21,7 +21,23 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(plan.describe())
+    if args.compile:
+        from scalelab.sweep.xla_memory import xla_member_bytes
+
+        print(f"XLA's accounting ({jax_platform()}; two compiles per group):")
+        for g in plan.groups:
+            exact = xla_member_bytes(plan, g)
+            print(f"  group {g.index}: {exact / 2**20:.1f} MiB/member, "
+                  f"{len(g.members) * exact / 2**20:.1f} MiB for its {len(g.members)} members "
+                  f"(estimate {g.memory_per_member / exact:.2f}x)")
     return 0
+
+
+def jax_platform() -> str:
+    """The default device's platform name ("cpu", "gpu", "tpu")."""
+    import jax
+
+    return jax.devices()[0].platform
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -50,6 +66,9 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     ss = p.add_subparsers(dest="sweep_command", required=True)
     pp = ss.add_parser("plan", help="print members, groups, padding overhead and memory")
     pp.add_argument("spec", help="path to a sweep spec (TOML)")
+    pp.add_argument("--compile", action="store_true",
+                    help="also print XLA's exact memory per member of each group (compiles "
+                         "each group's chunk program twice on abstract shapes)")
     pp.set_defaults(func=_cmd_plan)
     pr = ss.add_parser("run", help="train every member of a spec; re-run to resume")
     pr.add_argument("spec", nargs="?", default=None,

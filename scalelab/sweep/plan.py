@@ -11,6 +11,27 @@ logits head, value tower and value head, and PPG's auxiliary value head);
 paper's N); `flops_per_interaction` is the forward pass of everything in `params` for one
 observation (`scalelab.networks.forward_flops`).
 
+Memory (`memory_per_member`, what `scalelab sweep plan` prints): the bytes one more member adds
+to its group's compiled chunk program, as XLA accounts for it (`scalelab.sweep.xla_memory`:
+arguments + outputs + temporaries - donated, 2 members minus 1). It is an analytic model, instant,
+whose terms come from XLA:CPU's buffer assignment of the chunk program (read from
+`--xla_dump_to` dumps while varying one factor at a time): the state (parameters, gradients, Adam
+moments), the rollout's transitions, PPG's buffer, level pools (twice: a refresh writes a copy),
+and the peak of a minibatch update, which dominates for CNNs and is linear in the minibatch size:
+per observation, a few float32 buffers per conv output (its value and gradient), ~7 more where a
+max-pool follows (XLA:CPU expands the max-pool gradient into a scatter with s32 index buffers of
+the pre-pool size), one per shifted input slice of a "taps" convolution
+(`scalelab.networks.conv_taps`, the CPU default for few-channel layers: each slice is materialized
+for the kernel gradient), 3.5 per dense output and 0.6 per observation float. The coefficients were
+fitted on 31 CPU configs (mnist_cnn, impala, mlp; ppo, ppo_ewma, ppg, ppg_ewma; num_envs,
+rollout_length, minibatches, epochs, width, depth, lax vs taps): estimate / XLA was 0.87-1.19 for
+the PPO algorithms and 0.70-1.25 for PPG (whose auxiliary phase is modelled only by its buffer).
+Stated tolerance: within a factor 1.5 of XLA:CPU (`tests/test_sweep_memory.py`). `sweep plan
+--compile` prints XLA's exact number per group instead (two compiles per group, no allocation).
+On a GPU the buffer assignment differs (library convolutions, native max-pool gradients, other
+fusions), so the estimate there is a CPU-calibrated guide, likely high for CNNs; `--compile` on
+the GPU host gives the GPU's own number.
+
 Batch size: the members of a sweep share one batch schedule (`[train] batch_schedule` "fixed"
 or "power"; both are functions of the interactions done, so the whole sweep grows together at
 chunk boundaries): `Plan.chunk_envs` holds num_envs of every chunk.
@@ -21,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -38,6 +60,10 @@ __all__ = [
 # an update besides the optimizer moments and the EWMA (params, gradients, the update itself).
 _FLOATS_PER_TRANSITION = 12
 _PARAM_COPIES = 3
+# float32 buffers per float of each layer kind (see `activation_floats`) and of the observation,
+# alive at the peak of a minibatch update: fitted to XLA:CPU's buffer assignment (docstring).
+_PER_LAYER_KIND = {"conv": 1.2, "pool": 7.2, "taps": 0.75, "dense": 3.5}
+_OBS = 0.6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,36 +279,32 @@ def memory_per_member(
     network: Any, obs_shape: tuple[int, ...], obs_dtype: Any, num_actions: int, train_cfg: Any,
     num_envs: int | None = None, env_params_bytes: int = 0,
 ) -> int:
-    """Estimated peak device bytes one member of a group padded to `network` needs.
+    """Estimated device bytes one more member adds to a group padded to `network` (the
+    analytic model of the module docstring; `scalelab.sweep.xla_memory` gives XLA's number).
 
-    bytes = 4·P·(3 + m + w) (params, gradients, update; m Adam moment copies: 2 for one Adam,
-            4 for PPG's policy/value/aux Adams (the first two each cover half the parameters);
-            w = 1 for the -EWMA algorithms' parameter average)
-          + T·E·(2·obs_bytes + 4·12) (rollout: observations, final observations, 12 floats)
-          + 4·A·(2·M + E) (activations: forward + backward on a minibatch of M, inference on E)
-          + PPG: N_π·T·E·(obs_bytes + 4) (the auxiliary buffer: observations and returns)
-          + env_params_bytes (a member-owned level pool, if any)
-    with P parameters, A activation floats per observation of both towers (from flax's
-    intermediates under `jax.eval_shape`, nothing computed), T rollout length, E envs
+    bytes = 4·P·(3 + m + w)                       parameters, gradients, update, m Adam moment
+                                                  copies (2; PPG's three Adams: 4), w = 1 for
+                                                  the -EWMA average
+          + n·(2·obs_bytes + 48)                  the rollout: observations, final observations
+                                                  and 12 floats per transition, n = T·E
+          + PPG: N_π·n·(obs_bytes + 4)            the auxiliary buffer
+          + 2·env_params_bytes                    a member-owned level pool, if any, and the
+                                                  refreshed copy an update writes
+          + 4·b·(c_obs·O + c_conv·C + c_pool·Q + c_taps·S + c_dense·D)   the minibatch update
+
+    with P parameters, b = n / num_minibatches the minibatch, and per observation: O its floats,
+    C the conv layers' output floats (both towers), Q those of the conv layers followed by a
+    max-pool, S the shifted input slices of the "taps" convolutions (k²·H_out·W_out·C_in per
+    layer; the first layer's, slices of the shared observation, counted once), D the dense
+    layers' output floats; the c's are _OBS and _PER_LAYER_KIND. T rollout length, E envs
     (`num_envs`, default train_cfg.num_envs: pass a batch schedule's largest).
     """
-    import jax
     import jax.numpy as jnp
 
     from scalelab import networks
     from scalelab.algos import decoupled
     from scalelab.algos.ppg import aux_buffer_bytes
 
-    n_params = networks.param_count(network, obs_shape, num_actions)
-    module = networks.build(network, num_actions)
-    obs = jax.ShapeDtypeStruct((1, *obs_shape), obs_dtype)
-
-    def forward(o: jax.Array) -> Any:
-        params = module.init(jax.random.key(0), o)
-        return module.apply(params, o, capture_intermediates=True, mutable=["intermediates"])
-
-    out = jax.eval_shape(forward, obs)
-    activations = sum(math.prod(x.shape) for x in jax.tree.leaves(out))
     envs = train_cfg.num_envs if num_envs is None else num_envs
     batch = envs * train_cfg.rollout_length
     minibatch = batch // train_cfg.num_minibatches
@@ -290,12 +312,57 @@ def memory_per_member(
     phasic = decoupled.is_phasic(train_cfg.algo)
     copies = _PARAM_COPIES + (4 if phasic else 2) + (1 if decoupled.is_ewma(train_cfg.algo) else 0)
     aux = aux_buffer_bytes(train_cfg.ppg_n_pi, batch, obs_shape, obs_dtype) if phasic else 0
+    layers = activation_floats(network, obs_shape, num_actions)
+    per_obs = (_OBS * math.prod(obs_shape) + sum(_PER_LAYER_KIND[k] * v for k, v in layers.items()))
+    update = 4 * minibatch * per_obs
     return int(
-        4 * n_params * copies
+        4 * networks.param_count(network, obs_shape, num_actions) * copies
         + batch * (2 * obs_bytes + 4 * _FLOATS_PER_TRANSITION)
-        + 4 * activations * (2 * minibatch + envs)
-        + aux + env_params_bytes
+        + aux + 2 * env_params_bytes + update
     )
+
+
+def activation_floats(network: Any, obs_shape: tuple[int, ...], num_actions: int
+                      ) -> dict[str, int]:
+    """Per observation, floats of the layer outputs the update's backward pass works on, by kind:
+    "conv" (every conv layer of both towers), "pool" (conv layers followed by a max-pool), "taps"
+    (shifted input slices of the layers `scalelab.networks` computes as tap sums on this
+    backend), "dense" (hidden dense layers). From the layers' shapes under `jax.eval_shape`
+    (flax's captured intermediates; nothing is computed)."""
+    import jax
+
+    from scalelab import networks
+
+    module = networks.build(network, num_actions)
+    obs = jax.ShapeDtypeStruct((1, *obs_shape), np.uint8)
+
+    def forward(o: jax.Array) -> Any:
+        params = module.init(jax.random.key(0), o)
+        return params, module.apply(params, o, capture_intermediates=True,
+                                    mutable=["intermediates"])[1]
+
+    params, captured = jax.eval_shape(forward, obs)
+    taps = networks.resolve_conv_impl("auto") == "taps"
+    out = {"conv": 0, "pool": 0, "taps": 0, "dense": 0}
+    for tower in ("policy_encoder", "value_encoder"):
+        for name, layer in captured["intermediates"][tower].items():
+            if name == "__call__":  # the tower's output: its last dense layer's, counted there
+                continue
+            shape = layer["__call__"][0].shape[1:]
+            size = math.prod(shape)
+            if "conv" not in name:
+                out["dense"] += size
+                continue
+            kh, kw, c_in, c_out = params["params"][tower][name]["kernel"].shape
+            out["conv"] += size
+            # mnist_cnn pools after both convs; impala after each stack's first conv
+            if network.family == "mnist_cnn" or re.fullmatch(r"stack_\d+_conv", name):
+                out["pool"] += size
+            first = name in ("conv_0", "stack_0_conv")
+            if taps and c_in * c_out <= networks.TAPS_MAX_CHANNELS and not (
+                    first and tower == "value_encoder"):
+                out["taps"] += kh * kw * shape[0] * shape[1] * c_in
+    return out
 
 
 def member_network(spec: SweepSpec, width: float, depth: int | None) -> Any:

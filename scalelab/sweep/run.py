@@ -297,14 +297,19 @@ class FusedRunner:
                                        ep)[1])
         return state.replace(groups=tuple(groups))
 
+    def lower_chunk(self, state: SweepState) -> Any:
+        """The fused chunk program lowered for `state`'s shapes (a SweepState of arrays or of
+        `jax.ShapeDtypeStruct`s: nothing is allocated): jax's Lowered, to compile."""
+        envs = state.groups[0].episode_return.shape[1]
+        fused = partial(self._fused, num_envs=envs)
+        return jax.jit(fused, donate_argnums=0).lower(state, self.hparams, self.env_params)
+
     def compiled_chunk(self, state: SweepState) -> Any:
         """The compiled fused chunk program for `state`'s batch shape (cached per num_envs):
         (state, hparams, env_params) -> (state, metrics), the state donated."""
         envs = state.groups[0].episode_return.shape[1]
         if envs not in self._compiled:
-            fused = partial(self._fused, num_envs=envs)
-            self._compiled[envs] = jax.jit(fused, donate_argnums=0).lower(
-                state, self.hparams, self.env_params).compile()
+            self._compiled[envs] = self.lower_chunk(state).compile()
         return self._compiled[envs]
 
     def step(self, state: SweepState) -> tuple[SweepState, tuple]:
