@@ -22,22 +22,17 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         return 2
     print(plan.describe())
     if args.compile:
+        import jax
+
         from scalelab.sweep.xla_memory import xla_member_bytes
 
-        print(f"XLA's accounting ({jax_platform()}; two compiles per group):")
+        print(f"XLA's accounting ({jax.devices()[0].platform}; two compiles per group):")
         for g in plan.groups:
             exact = xla_member_bytes(plan, g)
             print(f"  group {g.index}: {exact / 2**20:.1f} MiB/member, "
                   f"{len(g.members) * exact / 2**20:.1f} MiB for its {len(g.members)} members "
                   f"(estimate {g.memory_per_member / exact:.2f}x)")
     return 0
-
-
-def jax_platform() -> str:
-    """The default device's platform name ("cpu", "gpu", "tpu")."""
-    import jax
-
-    return jax.devices()[0].platform
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
