@@ -11,7 +11,12 @@ from envs_jax.procgen.common import (
     box_overlap,
     frames_to_file,
     mix_velocity,
+    once,
+    opacity_masks,
+    pack_rgb,
     rollout_frames,
+    texel_opaque,
+    unpack_rgb,
     validate_params,
 )
 
@@ -104,6 +109,21 @@ def test_mix_velocity_converges_to_its_fixed_point():
     for _ in range(200):
         v = mix_velocity(v, jnp.array([1.0, -1.0]), 0.5, 0.75)
     np.testing.assert_allclose(v, [0.45 * 0.75 / 0.55, -0.45 * 0.75 / 0.55], rtol=1e-5)
+
+
+def test_render_bit_helpers_match_numpy():
+    rng = np.random.default_rng(0)
+    sprites = rng.integers(0, 256, (3, 8, 8, 4)).astype(np.uint8)
+    sprites[..., 3] *= rng.random((3, 8, 8)) < 0.5  # about half the texels transparent
+    texels = jnp.arange(3 * 64)
+    got = np.asarray(jax.jit(lambda t: texel_opaque(opacity_masks(sprites), t))(texels))
+    np.testing.assert_array_equal(got, sprites[..., 3].reshape(-1) != 0)
+    rgb = rng.integers(0, 256, (5, 7, 3)).astype(np.uint8)
+    np.testing.assert_array_equal(np.asarray(unpack_rgb(pack_rgb(jnp.asarray(rgb)))), rgb)
+    a = jnp.asarray(rng.random((6, 5)), jnp.float32)
+    np.testing.assert_array_equal(np.asarray(jax.jit(once)(a)), np.asarray(a))
+    with pytest.raises(ValueError, match="64 texels"):
+        opacity_masks(np.zeros((4, 4, 4), np.uint8))
 
 
 def test_validation_names_the_bad_field(game):
