@@ -558,7 +558,6 @@ class CoinRun(ProcgenGame):
 
     game_seed = 0xC01
     params_cls = CoinRunParams
-    render_selected_state = True
 
     @property
     def name(self) -> str:

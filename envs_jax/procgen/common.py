@@ -20,6 +20,9 @@ A game subclasses `ProcgenGame` and provides:
 
 Resets never generate a level: `params.pool_levels` holds `pool_size` pre-generated levels (a
 Level pytree with a leading pool axis), and a reset gathers one at a uniformly random slot.
+`params.pool_frames` holds each slot's start frame, so a step renders ONE frame per env (the
+stepped state's, which is also `info["final_observation"]`) and takes a reset's observation
+from the pool; `start_state` and `render` may therefore read only `distribution_mode` too.
 When `0 < num_levels <= pool_size` the pool holds every level of the split (slot j holds level
 `start_level + j` for j < num_levels) and refreshing is a no-op; otherwise every slot holds an
 independently drawn level id and `refresh_levels(key, params)` regenerates `refresh_size` slots
@@ -96,7 +99,8 @@ class ProcgenParams(environment.EnvParams):
     """Parameters shared by every Procgen-like game.
 
     Static (Python) fields fix shapes and the level split; `pool_*` are the shared, read-only
-    level pool (passed once to the trainer, never per member) and its ring cursor.
+    level pool (passed once to the trainer, never per member), its start frames uint8
+    (pool_size, 64, 64, 3) and its ring cursor.
     """
 
     max_steps_in_episode: int = 1000
@@ -108,6 +112,7 @@ class ProcgenParams(environment.EnvParams):
     pool_seed: int = struct.field(pytree_node=False, default=0)
     pool_levels: Any = None
     pool_ids: Any = None
+    pool_frames: Any = None
     pool_cursor: Any = None
 
 
@@ -146,6 +151,12 @@ def validate_params(params: ProcgenParams) -> None:
         )
 
 
+def _require_frames(params: ProcgenParams) -> None:
+    if params.pool_frames is None:
+        raise ValueError("pool_frames is None: build env params with the game's make_params "
+                         "(it fills pool_levels, pool_ids and pool_frames)")
+
+
 def pool_holds_all_levels(params: ProcgenParams) -> bool:
     """True when the pool stores the whole finite level split (refresh is then a no-op)."""
     return 0 < params.num_levels <= params.pool_size
@@ -167,10 +178,6 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
 
     game_seed: int = 0
     params_cls: type[ProcgenParams] = ProcgenParams
-    # Observation after an auto-reset: render the selected state (True) or render the fresh
-    # start separately and select pixels (False). Same frames; which compiles faster on XLA
-    # CPU depends on the game (FruitBot: True ~2.5x faster steps; CoinRun: False ~2x).
-    render_selected_state: bool = False
 
     # ---- to be provided by each game -------------------------------------------------------
     def generate_level(self, key: jax.Array, level_id: jax.Array, params: ProcgenParams) -> L:
@@ -209,26 +216,43 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
         static = ProcgenParams(distribution_mode=params.distribution_mode)
         return jax.vmap(lambda i: self.level(i, static))(ids)
 
+    def _pool_entries(self, ids: jax.Array, params: ProcgenParams) -> tuple[L, jax.Array]:
+        """Levels for ids (n,) and their start frames uint8 (n, 64, 64, 3); traceable."""
+        static = ProcgenParams(distribution_mode=params.distribution_mode)
+        levels = self._generate_many(ids, static)
+        frames = jax.vmap(lambda lv, i: self.render(self.start_state(lv, i, static), static))(
+            levels, ids)
+        return levels, frames
+
+    def _chunked(self, fn: Any, ids: jax.Array, params: ProcgenParams) -> Any:
+        """fn(ids, params) over ids int (n,) in compiled chunks of GENERATE_CHUNK (host side).
+
+        fn may read only `distribution_mode` (never the split or pool fields), so one compiled
+        chunk serves every split and pool size.
+        """
+        static = ProcgenParams(distribution_mode=params.distribution_mode)
+        cache = self.__dict__.setdefault("_generate_cache", {})
+        if (fn.__name__, static) not in cache:
+            cache[fn.__name__, static] = jax.jit(partial(fn, params=static))
+        ids = np.asarray(ids, np.int32).reshape(-1)
+        padded = np.resize(ids, -(-len(ids) // GENERATE_CHUNK) * GENERATE_CHUNK)
+        chunks = [cache[fn.__name__, static](c) for c in padded.reshape(-1, GENERATE_CHUNK)]
+        return jax.tree.map(lambda *c: jnp.concatenate(c)[: len(ids)], *chunks)
+
     def generate_levels(self, ids: jax.Array, params: ProcgenParams) -> L:
         """Levels for ids int (n,), stacked on a leading axis (host-side helper, not traced).
 
         Generation may depend only on `distribution_mode` (never on the split or pool fields),
         so one compiled generator of GENERATE_CHUNK levels serves every split and pool size.
         """
-        static = ProcgenParams(distribution_mode=params.distribution_mode)
-        cache = self.__dict__.setdefault("_generate_cache", {})
-        if static not in cache:
-            cache[static] = jax.jit(partial(self._generate_many, params=static))
-        ids = np.asarray(ids, np.int32).reshape(-1)
-        padded = np.resize(ids, -(-len(ids) // GENERATE_CHUNK) * GENERATE_CHUNK)
-        chunks = [cache[static](c) for c in padded.reshape(-1, GENERATE_CHUNK)]
-        return jax.tree.map(lambda *c: jnp.concatenate(c)[: len(ids)], *chunks)
+        return self._chunked(self._generate_many, ids, params)
 
     def make_params(self, **overrides: Any) -> ProcgenParams:
         """Default params with `overrides` applied, validated, with the level pool filled."""
         fields = self.params_cls.__dataclass_fields__
-        unknown = sorted(set(overrides) - set(fields) - {"pool_levels", "pool_ids"})
-        bad = unknown or sorted({"pool_levels", "pool_ids", "pool_cursor"} & set(overrides))
+        pool_fields = {"pool_levels", "pool_ids", "pool_frames", "pool_cursor"}
+        unknown = sorted(set(overrides) - set(fields) - pool_fields)
+        bad = unknown or sorted(pool_fields & set(overrides))
         if bad:
             raise ValueError(f"{self.name}: unknown or non-settable env params {bad}")
         params = self.params_cls(**overrides)
@@ -240,8 +264,9 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
             key = jax.random.fold_in(jax.random.PRNGKey(self.game_seed + 1), params.pool_seed)
             ids = draw_level_ids(key, params.pool_size, params)
         ids = ids.astype(jnp.int32)
-        levels = self.generate_levels(ids, params)
-        return params.replace(pool_levels=levels, pool_ids=ids, pool_cursor=jnp.int32(0))
+        levels, frames = self._chunked(self._pool_entries, ids, params)
+        return params.replace(pool_levels=levels, pool_ids=ids, pool_frames=frames,
+                              pool_cursor=jnp.int32(0))
 
     @property
     def default_params(self) -> ProcgenParams:
@@ -251,15 +276,17 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
         return self._default_params
 
     def refresh_levels(self, key: jax.Array, params: ProcgenParams) -> ProcgenParams:
-        """Regenerate `refresh_size` pool slots (a ring) from fresh level ids; pure, jittable.
+        """Regenerate `refresh_size` pool slots (a ring) from fresh level ids, with their start
+        frames; pure, jittable.
 
         No-op when the pool already holds every level of a finite split.
         """
         if pool_holds_all_levels(params):
             return params
+        _require_frames(params)
         n = params.refresh_size
         ids = draw_level_ids(key, n, params).astype(jnp.int32)
-        fresh = self._generate_many(ids, params)
+        fresh, frames = self._pool_entries(ids, params)
         start = params.pool_cursor
 
         def put(pool: jax.Array, new: jax.Array) -> jax.Array:
@@ -269,17 +296,23 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
         return params.replace(
             pool_levels=jax.tree.map(put, params.pool_levels, fresh),
             pool_ids=put(params.pool_ids, ids),
+            pool_frames=put(params.pool_frames, frames),
             pool_cursor=(start + n) % params.pool_size,
         )
 
     def _num_slots(self, params: ProcgenParams) -> int:
         return params.num_levels if pool_holds_all_levels(params) else params.pool_size
 
-    def sample_start(self, key: jax.Array, params: ProcgenParams) -> S:
-        """Start state on a uniformly random pool slot (a gather, no generation)."""
-        slot = jax.random.randint(key, (), 0, self._num_slots(params))
+    def _sample_slot(self, key: jax.Array, params: ProcgenParams) -> jax.Array:
+        return jax.random.randint(key, (), 0, self._num_slots(params))
+
+    def _start_at(self, slot: jax.Array, params: ProcgenParams) -> S:
         level = jax.tree.map(lambda a: a[slot], params.pool_levels)
         return self.start_state(level, params.pool_ids[slot], params)
+
+    def sample_start(self, key: jax.Array, params: ProcgenParams) -> S:
+        """Start state on a uniformly random pool slot (a gather, no generation)."""
+        return self._start_at(self._sample_slot(key, params), params)
 
     # ---- gymnax API ------------------------------------------------------------------------
     def reset_env(self, key: jax.Array, params: ProcgenParams) -> tuple[jax.Array, S]:
@@ -303,23 +336,23 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
 
         Returns (obs, state, reward, terminated, truncated, info); `info["final_observation"]`
         is the observation of the pre-reset state (equal to obs unless the episode ended).
-        Truncation means the time limit was hit without a natural termination.
+        Truncation means the time limit was hit without a natural termination. One frame is
+        rendered per call: a reset's observation is the pool slot's stored start frame.
         """
         if params is None:
             params = self.default_params
+        _require_frames(params)
         k_game, k_reset = jax.random.split(key)
         nxt, reward, terminated = self.game_step(k_game, state, action, params)
         nxt = nxt.replace(time=state.time + 1)
         terminated = jnp.asarray(terminated, jnp.bool_)
         truncated = jnp.logical_and(nxt.time >= params.max_steps_in_episode, ~terminated)
         done = jnp.logical_or(terminated, truncated)
-        fresh = self.sample_start(k_reset, params)
-        new_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, nxt)
+        slot = self._sample_slot(k_reset, params)
+        new_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), self._start_at(slot, params),
+                                 nxt)
         final_obs = self.render(nxt, params)
-        if self.render_selected_state:
-            obs = self.render(new_state, params)
-        else:
-            obs = jnp.where(done, self.render(fresh, params), final_obs)
+        obs = jnp.where(done, lookup(params.pool_frames, slot), final_obs)
         info = {"terminated": terminated, "truncated": truncated, "final_observation": final_obs}
         return obs, new_state, jnp.asarray(reward, jnp.float32), terminated, truncated, info
 
