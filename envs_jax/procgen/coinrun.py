@@ -33,6 +33,7 @@ from flax import struct
 
 from envs_jax.procgen.common import (
     SPRITE_RES,
+    TEXEL_BITS,
     AxisView,
     ProcgenGame,
     ProcgenParams,
@@ -464,7 +465,6 @@ def physics_step(state: CoinRunState, action: jax.Array) -> tuple[CoinRunState, 
 # ---- rendering -------------------------------------------------------------------------------
 
 
-TEXEL_BITS = SPRITE_RES.bit_length() - 1  # SPRITE_RES = 2 ** TEXEL_BITS
 VIEW_ROWS = int(np.ceil(VISIBILITY)) + 2  # tile rows a view can touch, counted from its bottom
 
 

@@ -73,6 +73,7 @@ COMBOS: tuple[tuple[str, ...], ...] = (
 NUM_ACTIONS = len(COMBOS)
 OBS_SIZE = 64
 SPRITE_RES = 8  # sprites are SPRITE_RES x SPRITE_RES texels, stretched over their box
+TEXEL_BITS = 3  # SPRITE_RES = 2 ** TEXEL_BITS
 LEVEL_ID_MAX = 2**31 - 1  # num_levels = 0 draws ids uniformly from [0, LEVEL_ID_MAX)
 DISTRIBUTION_MODES = ("easy", "hard")
 GENERATE_CHUNK = 32  # levels per compiled generator call outside traced code
@@ -426,15 +427,22 @@ def lookup(table: jax.Array, index: jax.Array) -> jax.Array:
     return table.at[index.astype(jnp.uint32)].get(mode="promise_in_bounds")
 
 
+@jax.custom_batching.custom_vmap
 def once(a: jax.Array) -> jax.Array:
-    """`a` itself, kept as its own small array instead of being recomputed by every consumer.
+    """`a` itself, kept as its own array instead of being recomputed by every consumer.
 
     XLA fuses cheap producers into their consumers, so a per-row or per-column value used by
-    every pixel is recomputed per pixel; a gather counts as expensive and is not duplicated
-    that way. This identity gather of a's leading axis therefore makes per-row/column work
-    happen once (a few hundred bytes per frame on any backend).
+    every pixel is recomputed per pixel (and a frame is recomputed for each colour byte and
+    each consumer); a gather counts as expensive and is not duplicated that way. This is an
+    identity gather of a's leading axis; under vmap, of the batch axis (whole contiguous
+    slices, the natural layout), so the work happens once.
     """
     return lookup(a, jnp.arange(a.shape[0]))
+
+
+@once.def_vmap
+def _once_vmap(axis_size: int, in_batched: list[bool], a: jax.Array) -> tuple[jax.Array, bool]:
+    return once(a), in_batched[0]
 
 
 def take_rows(a: jax.Array, rows: jax.Array) -> jax.Array:
@@ -479,11 +487,13 @@ def box_cover(
     """Pixels covered by the world box [x - rx, x + rx) x [y - ry, y + ry) and their texels.
 
     Returns (cover bool (64, 64), texel int32 (64, 64) = row * S + col within a sprite that is
-    stretched over the box). Separable: one row test and one column test.
+    stretched over the box). Separable: one row test and one column test, computed `once` (not
+    per pixel).
     """
     in_x, tx = box_texels(x - rx, x + rx, xs, flip=False)
     in_y, ty = box_texels(y - ry, y + ry, ys, flip=True)
-    return in_y[:, None] & in_x[None, :], ty[:, None] * SPRITE_RES + tx[None, :]
+    in_x, tx, in_y, ty = once(jnp.stack([in_x, tx, in_y, ty]).astype(jnp.int32))
+    return (in_y[:, None] & in_x[None, :]) == 1, (ty << TEXEL_BITS)[:, None] + tx[None, :]
 
 
 def pack_sprites(*groups: np.ndarray) -> tuple[np.ndarray, list[int]]:
@@ -543,7 +553,7 @@ def unpack_rgb(packed: jax.Array) -> jax.Array:
     A bitcast to bytes (little-endian, as on CPU and GPU: byte 0 is R) and a slice: shifting
     out each channel made XLA CPU recompute the packed image once per channel.
     """
-    return jax.lax.bitcast_convert_type(packed, jnp.uint8)[..., :3]
+    return jax.lax.bitcast_convert_type(once(packed), jnp.uint8)[..., :3]
 
 
 def shade(rgb: tuple[int, int, int], factor: float) -> tuple[int, int, int]:

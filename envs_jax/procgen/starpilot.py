@@ -114,6 +114,7 @@ KIND_RECTS = np.array(
 
 
 STAR_PERIOD = 256
+RECT_BLOCKS = 2  # loop iterations that draw the rectangles (see `_packed_frame`)
 
 
 def _star_texture() -> np.ndarray:
@@ -469,9 +470,23 @@ class StarPilot(ProcgenGame):
         num_classes = len(CLASS_COLOURS)
         row_value = jnp.where(covered_rows, classes[:, None] + 1, 0).astype(jnp.uint8)  # (K, 64)
         col_value = jnp.where(covered_cols, num_classes, 0).astype(jnp.uint8)  # (K, 64)
-        top = jnp.zeros((OBS_SIZE, OBS_SIZE), jnp.uint8)  # 1 + topmost class, 0 = none
-        for k in range(boxes.shape[0]):
-            top = jnp.maximum(top, jnp.minimum(row_value[k][:, None], col_value[k][None, :]))
+        # Rectangles are drawn in RECT_BLOCKS blocks by a loop: XLA keeps the loop's result as
+        # its own array, so the class map is built in vectorized passes, once (fused into its
+        # consumers it would be redone for each colour byte and each output, as scalar code).
+        # Padding rectangles have value 0 and draw nothing.
+        per = -(-boxes.shape[0] // RECT_BLOCKS)
+        pad = ((0, RECT_BLOCKS * per - boxes.shape[0]), (0, 0))
+        row_value = jnp.pad(row_value, pad).reshape(RECT_BLOCKS, per, OBS_SIZE)
+        col_value = jnp.pad(col_value, pad).reshape(RECT_BLOCKS, per, OBS_SIZE)
+
+        def draw_block(b: jax.Array, top: jax.Array) -> jax.Array:
+            for k in range(per):
+                top = jnp.maximum(top, jnp.minimum(row_value[b, k][:, None],
+                                                   col_value[b, k][None, :]))
+            return top
+
+        top = jax.lax.fori_loop(0, RECT_BLOCKS, draw_block,
+                                jnp.zeros((OBS_SIZE, OBS_SIZE), jnp.uint8))  # 1 + top class
         colours = pack_rgb(jnp.asarray(CLASS_COLOURS).at[C_FLYER].set(
             jnp.asarray(FLYER_COLOURS)[state.level.flyer_colour]))
         image = self._sky(state)
