@@ -135,6 +135,7 @@ def test_render_bit_helpers_match_numpy():
     np.testing.assert_array_equal(np.asarray(unpack_rgb(pack_rgb(jnp.asarray(rgb)))), rgb)
     a = jnp.asarray(rng.random((6, 5)), jnp.float32)
     np.testing.assert_array_equal(np.asarray(jax.jit(once)(a)), np.asarray(a))
+    np.testing.assert_array_equal(np.asarray(jax.jit(jax.vmap(once, 1, 1))(a)), np.asarray(a))
     with pytest.raises(ValueError, match="64 texels"):
         opacity_masks(np.zeros((4, 4, 4), np.uint8))
 

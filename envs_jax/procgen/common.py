@@ -20,9 +20,11 @@ A game subclasses `ProcgenGame` and provides:
 
 Resets never generate a level: `params.pool_levels` holds `pool_size` pre-generated levels (a
 Level pytree with a leading pool axis), and a reset gathers one at a uniformly random slot.
-`params.pool_frames` holds each slot's start frame, so a step renders ONE frame per env (the
-stepped state's, which is also `info["final_observation"]`) and takes a reset's observation
-from the pool; `start_state` and `render` may therefore read only `distribution_mode` too.
+With `start_frames_in_pool` (the default), `params.pool_frames` holds each slot's start frame,
+so a step renders ONE frame per env (the stepped state's, which is also
+`info["final_observation"]`) and takes a reset's observation from the pool; `start_state` and
+`render` may therefore read only `distribution_mode` too. A game whose frames cost less to
+render than to copy from the pool sets it False and renders the post-reset state instead.
 When `0 < num_levels <= pool_size` the pool holds every level of the split (slot j holds level
 `start_level + j` for j < num_levels) and refreshing is a no-op; otherwise every slot holds an
 independently drawn level id and `refresh_levels(key, params)` regenerates `refresh_size` slots
@@ -152,12 +154,6 @@ def validate_params(params: ProcgenParams) -> None:
         )
 
 
-def _require_frames(params: ProcgenParams) -> None:
-    if params.pool_frames is None:
-        raise ValueError("pool_frames is None: build env params with the game's make_params "
-                         "(it fills pool_levels, pool_ids and pool_frames)")
-
-
 def pool_holds_all_levels(params: ProcgenParams) -> bool:
     """True when the pool stores the whole finite level split (refresh is then a no-op)."""
     return 0 < params.num_levels <= params.pool_size
@@ -179,6 +175,9 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
 
     game_seed: int = 0
     params_cls: type[ProcgenParams] = ProcgenParams
+    # Reset observations from stored start frames (one render per step, see the module
+    # docstring), or by rendering the post-reset state (False: cheaper for cheap renderers).
+    start_frames_in_pool: bool = True
 
     # ---- to be provided by each game -------------------------------------------------------
     def generate_level(self, key: jax.Array, level_id: jax.Array, params: ProcgenParams) -> L:
@@ -217,13 +216,21 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
         static = ProcgenParams(distribution_mode=params.distribution_mode)
         return jax.vmap(lambda i: self.level(i, static))(ids)
 
-    def _pool_entries(self, ids: jax.Array, params: ProcgenParams) -> tuple[L, jax.Array]:
-        """Levels for ids (n,) and their start frames uint8 (n, 64, 64, 3); traceable."""
+    def _pool_entries(self, ids: jax.Array, params: ProcgenParams) -> tuple[L, jax.Array | None]:
+        """Levels for ids (n,) and their start frames uint8 (n, 64, 64, 3) (None unless
+        `start_frames_in_pool`); traceable."""
         static = ProcgenParams(distribution_mode=params.distribution_mode)
         levels = self._generate_many(ids, static)
+        if not self.start_frames_in_pool:
+            return levels, None
         frames = jax.vmap(lambda lv, i: self.render(self.start_state(lv, i, static), static))(
             levels, ids)
         return levels, frames
+
+    def _check_frames(self, params: ProcgenParams) -> None:
+        if self.start_frames_in_pool and params.pool_frames is None:
+            raise ValueError("pool_frames is None: build env params with the game's "
+                             "make_params (it fills pool_levels, pool_ids and pool_frames)")
 
     def _chunked(self, fn: Any, ids: jax.Array, params: ProcgenParams) -> Any:
         """fn(ids, params) over ids int (n,) in compiled chunks of GENERATE_CHUNK (host side).
@@ -278,13 +285,13 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
 
     def refresh_levels(self, key: jax.Array, params: ProcgenParams) -> ProcgenParams:
         """Regenerate `refresh_size` pool slots (a ring) from fresh level ids, with their start
-        frames; pure, jittable.
+        frames if kept; pure, jittable.
 
         No-op when the pool already holds every level of a finite split.
         """
         if pool_holds_all_levels(params):
             return params
-        _require_frames(params)
+        self._check_frames(params)
         n = params.refresh_size
         ids = draw_level_ids(key, n, params).astype(jnp.int32)
         fresh, frames = self._pool_entries(ids, params)
@@ -297,7 +304,7 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
         return params.replace(
             pool_levels=jax.tree.map(put, params.pool_levels, fresh),
             pool_ids=put(params.pool_ids, ids),
-            pool_frames=put(params.pool_frames, frames),
+            pool_frames=None if frames is None else put(params.pool_frames, frames),
             pool_cursor=(start + n) % params.pool_size,
         )
 
@@ -337,12 +344,13 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
 
         Returns (obs, state, reward, terminated, truncated, info); `info["final_observation"]`
         is the observation of the pre-reset state (equal to obs unless the episode ended).
-        Truncation means the time limit was hit without a natural termination. One frame is
-        rendered per call: a reset's observation is the pool slot's stored start frame.
+        Truncation means the time limit was hit without a natural termination. With
+        `start_frames_in_pool` one frame is rendered per call (a reset's observation is the
+        pool slot's stored start frame); else obs renders the post-reset state.
         """
         if params is None:
             params = self.default_params
-        _require_frames(params)
+        self._check_frames(params)
         k_game, k_reset = jax.random.split(key)
         nxt, reward, terminated = self.game_step(k_game, state, action, params)
         nxt = nxt.replace(time=state.time + 1)
@@ -353,7 +361,10 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
         new_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), self._start_at(slot, params),
                                  nxt)
         final_obs = self.render(nxt, params)
-        obs = jnp.where(done, lookup(params.pool_frames, slot), final_obs)
+        if self.start_frames_in_pool:
+            obs = jnp.where(done, lookup(params.pool_frames, slot), final_obs)
+        else:
+            obs = self.render(new_state, params)
         info = {"terminated": terminated, "truncated": truncated, "final_observation": final_obs}
         return obs, new_state, jnp.asarray(reward, jnp.float32), terminated, truncated, info
 
@@ -551,9 +562,11 @@ def unpack_rgb(packed: jax.Array) -> jax.Array:
     """RGB uint8 (..., 3) from packed colours uint32 (...).
 
     A bitcast to bytes (little-endian, as on CPU and GPU: byte 0 is R) and a slice: shifting
-    out each channel made XLA CPU recompute the packed image once per channel.
+    out each channel made XLA CPU recompute the packed image once per channel. (The output
+    is still written byte by byte, so a frame should end in materialized work: a gather or a
+    loop's result, not a long chain of cheap per-pixel ops.)
     """
-    return jax.lax.bitcast_convert_type(once(packed), jnp.uint8)[..., :3]
+    return jax.lax.bitcast_convert_type(packed, jnp.uint8)[..., :3]
 
 
 def shade(rgb: tuple[int, int, int], factor: float) -> tuple[int, int, int]:

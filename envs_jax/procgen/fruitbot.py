@@ -204,6 +204,7 @@ class FruitBot(ProcgenGame):
 
     game_seed = 0xF1
     params_cls = FruitBotParams
+    start_frames_in_pool = False  # its frames render faster than a stored frame is selected
 
     @property
     def name(self) -> str:
