@@ -293,6 +293,78 @@ def test_render_objects_at_state_positions(game):
     assert sky in colours_in_box(9, 6, 12, 8)
 
 
+def reference_frame(state) -> np.ndarray:
+    """A slow NumPy painter of one CoinRun frame, uint8 (64, 64, 3), from the unpacked RGBA
+    sprites: sky, tiles over it, then the agent's sprite where its box covers a pixel, else the
+    sprite of the (at most 8 nearest visible, larger code on overlap) enemy on that pixel.
+    Float32 arithmetic in the renderer's order, so that texel boundaries agree exactly."""
+    s = jax.tree.map(np.asarray, state)
+    f32 = np.float32
+    p = np.arange(64, dtype=f32) + f32(0.5)
+    step = f32(C.VISIBILITY / 64)
+    cx = (s.x - f32(C.VISIBILITY / 2)) + p * step  # world x of each column
+    cy = (s.y + f32(C.VISIBILITY / 2)) - p * step  # world y of each row (row 0 at the top)
+    tx, ty = np.floor(cx), np.floor(cy)
+    ux = np.clip(np.floor((cx - tx) * f32(8)), 0, 7).astype(int)
+    uy = np.clip(np.floor((f32(1) - (cy - ty)) * f32(8)), 0, 7).astype(int)
+    tx, ty = tx.astype(int), ty.astype(int)
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[:] = C.SKY[s.background][(tx // 4) % 2][None, :, :]
+    inside = ((ty >= 0) & (ty < C.HEIGHT))[:, None] & ((tx >= 0) & (tx < C.WIDTH))[None, :]
+    types = np.where(inside, s.grid[np.clip(ty, 0, C.HEIGHT - 1)][:, np.clip(tx, 0, C.WIDTH - 1)],
+                     C.WALL_MID)
+    tile = C._tile_atlas()[s.wall_theme][types, uy[:, None], ux[None, :]]
+    rgb = np.where(tile[..., 3:] > 0, tile[..., :3], rgb)
+
+    near = np.abs(s.enemy_x - s.x)
+    visible = s.enemy_on & (near < C.VISIBILITY / 2 + 1) & (
+        np.abs(s.enemy_row + f32(0.5) - s.y) < C.VISIBILITY / 2 + 1)
+    order = [int(k) for k in np.argsort(near, kind="stable") if visible[k]][: C.DRAWN_ENEMIES]
+    code = np.zeros((64, 64), int)
+    for k in order:
+        rel = cx - (s.enemy_x[k] - f32(0.5))
+        on = (ty[:, None] == s.enemy_row[k]) & ((rel >= 0) & (rel < 1))[None, :]
+        u = np.clip(np.floor(rel * f32(8)), 0, 7).astype(int)
+        code = np.maximum(code, np.where(on, 1 + u[None, :] + 8 * int(s.enemy_vx[k] < 0), 0))
+    enemy = C._enemy_sprites()[np.maximum(code - 1, 0) // 8, uy[:, None],
+                                np.maximum(code - 1, 0) % 8]
+
+    def box(lo, hi, coord, flip):
+        frac = (coord - lo) / (hi - lo)
+        frac = f32(1) - frac if flip else frac
+        return (coord >= lo) & (coord < hi), np.clip(np.floor(frac * f32(8)), 0, 7).astype(int)
+
+    in_x, ax = box(s.x - f32(C.AGENT_RX), s.x + f32(C.AGENT_RX), cx, False)
+    in_y, ay = box(s.y - f32(C.AGENT_RY), s.y + f32(C.AGENT_RY), cy, True)
+    cover = in_y[:, None] & in_x[None, :]
+    agent = C._agent_sprites()[s.agent_theme, int(s.facing_left)][ay[:, None], ax[None, :]]
+    sprite = np.where(cover[..., None], agent, np.where((code > 0)[..., None], enemy, 0))
+    return np.where(sprite[..., 3:] > 0, sprite[..., :3], rgb)
+
+
+@pytest.mark.parametrize("mode", ["easy", "hard"])
+def test_render_matches_a_numpy_reference(game, hard_params, mode):
+    env, easy_params = game
+    params = hard_params if mode == "hard" else easy_params
+    n = 24
+    keys = jax.random.split(jax.random.PRNGKey(7), 6)
+    states = jax.vmap(env.sample_start, in_axes=(0, None))(jax.random.split(keys[0], n), params)
+    x = jax.random.uniform(keys[1], (n,), minval=-5.0, maxval=60.0)
+    # enemies crowd around the agent: more than 8 visible, overlapping, both facings
+    states = states.replace(
+        x=x, y=jax.random.uniform(keys[2], (n,), minval=-4.0, maxval=20.0),
+        facing_left=jnp.arange(n) % 2 == 1,
+        enemy_on=jax.random.bernoulli(keys[3], 0.7, (n, C.MAX_ENEMIES)),
+        enemy_x=x[:, None] + jax.random.uniform(keys[4], (n, C.MAX_ENEMIES), minval=-8, maxval=8),
+        enemy_row=(states.y[:, None] + jax.random.randint(keys[5], (n, C.MAX_ENEMIES), -3, 4)
+                   ).astype(jnp.int32),
+    )
+    frames = np.asarray(jax.jit(jax.vmap(C.render_state))(states))
+    for i in range(n):
+        one = jax.tree.map(lambda a, i=i: a[i], states)
+        np.testing.assert_array_equal(frames[i], reference_frame(one), err_msg=f"state {i}")
+
+
 def test_view_scrolls_with_the_agent(game):
     env, params = game
     base = with_tiles(flat_state(env, params, x=jnp.float32(20.5)), (24, 1, C.GOAL),

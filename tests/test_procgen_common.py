@@ -11,7 +11,12 @@ from envs_jax.procgen.common import (
     box_overlap,
     frames_to_file,
     mix_velocity,
+    once,
+    opacity_masks,
+    pack_rgb,
     rollout_frames,
+    texel_opaque,
+    unpack_rgb,
     validate_params,
 )
 
@@ -42,6 +47,19 @@ def test_refresh_rewrites_one_ring_slice_with_matching_levels(game):
         np.testing.assert_array_equal(x, y)
     wrapped = params.replace(pool_cursor=jnp.int32(24))
     assert int(env.refresh_levels(jax.random.PRNGKey(2), wrapped).pool_cursor) == 0
+
+
+def test_pool_frames_are_the_start_frames_and_required(game):
+    env, params = game
+    refreshed = jax.jit(env.refresh_levels)(jax.random.PRNGKey(1), params)
+    start_frames = jax.jit(jax.vmap(
+        lambda lv, i: env.render(env.start_state(lv, i, params), params)))
+    for p in (params, refreshed):
+        np.testing.assert_array_equal(p.pool_frames, start_frames(p.pool_levels, p.pool_ids))
+    # (that a reset's obs is its stored frame is checked by each game's time-limit test)
+    with pytest.raises(ValueError, match="pool_frames"):
+        env.step(jax.random.PRNGKey(0), env.sample_start(jax.random.PRNGKey(0), params), 0,
+                 params.replace(pool_frames=None))
 
 
 def test_finite_split_pool_holds_every_level_uniformly(game):
@@ -104,6 +122,22 @@ def test_mix_velocity_converges_to_its_fixed_point():
     for _ in range(200):
         v = mix_velocity(v, jnp.array([1.0, -1.0]), 0.5, 0.75)
     np.testing.assert_allclose(v, [0.45 * 0.75 / 0.55, -0.45 * 0.75 / 0.55], rtol=1e-5)
+
+
+def test_render_bit_helpers_match_numpy():
+    rng = np.random.default_rng(0)
+    sprites = rng.integers(0, 256, (3, 8, 8, 4)).astype(np.uint8)
+    sprites[..., 3] *= rng.random((3, 8, 8)) < 0.5  # about half the texels transparent
+    texels = jnp.arange(3 * 64)
+    got = np.asarray(jax.jit(lambda t: texel_opaque(opacity_masks(sprites), t))(texels))
+    np.testing.assert_array_equal(got, sprites[..., 3].reshape(-1) != 0)
+    rgb = rng.integers(0, 256, (5, 7, 3)).astype(np.uint8)
+    np.testing.assert_array_equal(np.asarray(unpack_rgb(pack_rgb(jnp.asarray(rgb)))), rgb)
+    a = jnp.asarray(rng.random((6, 5)), jnp.float32)
+    np.testing.assert_array_equal(np.asarray(jax.jit(once)(a)), np.asarray(a))
+    np.testing.assert_array_equal(np.asarray(jax.jit(jax.vmap(once, 1, 1))(a)), np.asarray(a))
+    with pytest.raises(ValueError, match="64 texels"):
+        opacity_masks(np.zeros((4, 4, 4), np.uint8))
 
 
 def test_validation_names_the_bad_field(game):

@@ -362,6 +362,27 @@ def test_render_matches_numpy_painter(hard):
     assert checked > 20  # the frames held plenty of objects
 
 
+def test_render_matches_numpy_painter_on_crowded_frames(hard):
+    # every slot filled and piled up: up to 16 bullets on a pixel (a sum of 8^class per
+    # rectangle would mis-colour piles of 8 or more), enemies of every kind overlapping;
+    # positions on a 1/8 grid, so every box edge is exact
+    env, params = hard
+    state = blank(env, params, x=8.0, y=8.0).replace(time=jnp.int32(S.WIN_TIME + 3),
+                                                     finish_x=jnp.float32(9.0))
+    for slot in range(S.NUM_ENEMY_SLOTS):
+        state = with_enemy(state, slot, slot % 5, 3.0 + (slot % 8) * 0.5, 3.0 + slot // 8 * 2)
+    n_e, n_p = S.NUM_ENEMY_BULLETS, S.NUM_PLAYER_BULLETS
+    state = state.replace(
+        enemy_bullets=state.enemy_bullets.replace(
+            active=jnp.ones(n_e, bool), x=12.0 + jnp.arange(n_e) % 4 * 0.125,
+            y=12.0 + jnp.arange(n_e) // 4 * 0.125),
+        player_bullets=state.player_bullets.replace(
+            active=jnp.arange(n_p) % 3 != 0, x=12.0 + jnp.arange(n_p) % 6 * 0.125,
+            y=4.0 + jnp.arange(n_p) // 6 * 0.125))
+    frame = np.asarray(jax.jit(env.render)(state, params))
+    np.testing.assert_array_equal(frame, reference_frame(state))
+
+
 def test_render_objects_at_state_positions(game):
     env, params = game
     state = with_enemy(blank(env, params, 5.0, 10.0), 0, S.FLYER, 12.0, 4.0)

@@ -33,19 +33,24 @@ from flax import struct
 
 from envs_jax.procgen.common import (
     SPRITE_RES,
+    TEXEL_BITS,
     AxisView,
     ProcgenGame,
     ProcgenParams,
     action_xy,
     axis_view,
-    box_cover,
+    box_texels,
     grid_lookup,
+    lookup,
     make_sprite,
+    once,
+    opacity_masks,
     over,
     pack_rgb,
     pack_sprites,
     shade,
-    tile_texels,
+    take_rows,
+    texel_opaque,
     unpack_rgb,
 )
 
@@ -130,9 +135,11 @@ def _enemy_sprites() -> np.ndarray:
 
 
 SKY = np.array([(rgb, shade(rgb, 0.9)) for rgb in BACKGROUNDS], np.uint8)  # (B, 2 shades, 3)
-COLORS, (TILE_OFFSET, ENEMY_OFFSET, AGENT_OFFSET, CLEAR) = pack_sprites(
-    _tile_atlas(), _enemy_sprites(), _agent_sprites(), np.zeros((1, 4), np.uint8)
+COLORS, (TILE_OFFSET, ENEMY_OFFSET, AGENT_OFFSET) = pack_sprites(
+    _tile_atlas(), _enemy_sprites(), _agent_sprites()
 )
+ENEMY_MASKS = opacity_masks(_enemy_sprites())  # (2 facings, 2) uint32
+AGENT_MASKS = opacity_masks(_agent_sprites()[0])  # the same shape for every agent theme
 
 
 @struct.dataclass
@@ -458,33 +465,44 @@ def physics_step(state: CoinRunState, action: jax.Array) -> tuple[CoinRunState, 
 # ---- rendering -------------------------------------------------------------------------------
 
 
-def _enemy_texels(state: CoinRunState, xs: AxisView, ys: AxisView) -> jax.Array:
-    """Enemy sprite texel under every pixel, int32 (64, 64): facing * S^2 + texel, or -1.
+VIEW_ROWS = int(np.ceil(VISIBILITY)) + 2  # tile rows a view can touch, counted from its bottom
 
-    Only the DRAWN_ENEMIES nearest visible enemies are drawn. Enemies occupy exactly one tile
-    row, so coverage is computed per (view tile row, pixel column) and gathered to pixel rows;
-    texel rows are then the tile texel rows.
+
+def _with_enemy_rows(state: CoinRunState, xs: AxisView, row0: jax.Array, base: jax.Array
+                     ) -> jax.Array:
+    """`base` int32 (VIEW_ROWS, 64) < 2^16 with every (view tile row, pixel column)'s enemy code
+    in the high half-word: 0 = no enemy, else 1 + texel column + S * facing_left.
+
+    Only the DRAWN_ENEMIES nearest visible enemies are drawn (ties: the lower slot), picked by
+    rank instead of a sort. Enemies occupy exactly one tile row, so per-row coverage is all a
+    frame needs; where drawn enemies overlap the larger code wins. The loop over the drawn
+    enemies also keeps XLA CPU from recomputing these rows inside the per-pixel fusion.
     """
     half = VISIBILITY / 2 + 1
     near_x = jnp.abs(state.enemy_x - state.x)
     visible = (
         state.enemy_on & (near_x < half) & (jnp.abs(state.enemy_row + 0.5 - state.y) < half)
     )
-    _, pick = jax.lax.top_k(jnp.where(visible, -near_x, -jnp.inf), DRAWN_ENEMIES)
-    ex = state.enemy_x[pick]
-    left = (state.enemy_vx[pick] < 0).astype(jnp.int32)
-    row0 = ys.tile[-1]  # lowest visible row (screen bottom)
-    nrows = int(np.ceil(VISIBILITY)) + 2
-    rel = xs.coord[None, :] - (ex[:, None] - 0.5)  # (K, 64) position inside the enemy box
-    in_x = (rel >= 0) & (rel < 1) & visible[pick][:, None]
-    u = jnp.clip(jnp.floor(rel * SPRITE_RES), 0, SPRITE_RES - 1).astype(jnp.int32)
-    code = jnp.where(in_x, 1 + u + SPRITE_RES * left[:, None], 0)  # (K, 64)
-    on_row = state.enemy_row[pick][:, None] == (row0 + jnp.arange(nrows))[None, :]  # (K, R)
-    per_row = jnp.max(jnp.where(on_row[:, :, None], code[:, None, :], 0), axis=0)  # (R, 64)
-    pix = jnp.take(per_row, jnp.clip(ys.tile - row0, 0, nrows - 1), axis=0) - 1  # (64, 64)
-    facing = jnp.maximum(pix, 0) // SPRITE_RES
-    texel = (facing * SPRITE_RES + ys.texel[:, None]) * SPRITE_RES + pix % SPRITE_RES
-    return jnp.where(pix >= 0, texel, -1)
+    slot = jnp.arange(near_x.shape[0])
+    closer = (near_x[None, :] < near_x[:, None]) | (
+        (near_x[None, :] == near_x[:, None]) & (slot[None, :] < slot[:, None])
+    )
+    rank = jnp.sum(closer & visible[None, :], axis=1)
+    rows = row0 + jnp.arange(VIEW_ROWS)
+
+    def draw(k, packed):
+        # the k-th nearest visible enemy, picked by a one-hot sum (no gather, no sort)
+        pick = visible & (rank == k)
+        ex = jnp.sum(jnp.where(pick, state.enemy_x, 0.0))
+        row = jnp.sum(jnp.where(pick, state.enemy_row, 0))
+        left = jnp.any(pick & (state.enemy_vx < 0)).astype(jnp.int32)
+        rel = xs.coord - (ex - 0.5)  # (64,) position inside the enemy box
+        in_x = (rel >= 0) & (rel < 1) & jnp.any(pick)
+        u = jnp.clip(jnp.floor(rel * SPRITE_RES), 0, SPRITE_RES - 1).astype(jnp.int32)
+        code = jnp.where(in_x & (rows == row)[:, None], 1 + u + SPRITE_RES * left, 0)
+        return jnp.maximum(packed >> 16, code) << 16 | (packed & 0xFFFF)
+
+    return jax.lax.fori_loop(0, DRAWN_ENEMIES, draw, base)
 
 
 def render_state(state: CoinRunState) -> jax.Array:
@@ -492,22 +510,47 @@ def render_state(state: CoinRunState) -> jax.Array:
 
     Layers (back to front): sky (level colour, darker bands every 4 tiles so that scrolling
     shows on open stretches), tiles, then one sprite layer holding the agent where its box
-    covers the pixel and enemies elsewhere (they only overlap when the episode ends).
+    covers the pixel and enemies elsewhere (they only overlap when the episode ends); a
+    transparent sprite texel shows the layers below.
+
+    Cost model (XLA CPU): tile types and enemy codes are found per (view tile row, column), a
+    VIEW_ROWS x 64 gather, and copied to pixel rows whole; sprite opacity comes from bit masks;
+    so each pixel does ONE table gather (tile, agent or enemy texel) plus elementwise work.
     """
-    table = jnp.asarray(COLORS)
     xs = axis_view(state.x, VISIBILITY, flip=False)
     ys = axis_view(state.y, VISIBILITY, flip=True)
-    sky_pair = pack_rgb(jnp.asarray(SKY, jnp.uint8)[state.background])
-    sky = sky_pair[(xs.tile // 4) % 2][None, :]
-    types = grid_lookup(state.grid, xs, ys, outside=WALL_MID)
+    row0 = ys.tile[-1]  # lowest visible tile row (screen bottom)
+    agent_x, agent_u = box_texels(state.x - AGENT_RX, state.x + AGENT_RX, xs, flip=False)
+    agent_y, agent_v = box_texels(state.y - AGENT_RY, state.y + AGENT_RY, ys, flip=True)
+    # per pixel row: view tile row, tile texel row, agent cover and texel row (computed once)
+    band, tile_v, agent_y, agent_v = once(jnp.stack([
+        jnp.clip(ys.tile - row0, 0, VIEW_ROWS - 1), ys.texel, agent_y, agent_v])).astype(
+            jnp.int32)[:, :, None]
+    # per pixel column: agent cover and texel column, sky band shade ((tile // 4) % 2)
+    agent_x, agent_u, shade = once(jnp.stack([agent_x, agent_u, xs.tile >> 2 & 1])).astype(
+        jnp.int32)[:, None, :]
+    types = grid_lookup(state.grid, row0 + jnp.arange(VIEW_ROWS), xs.tile, outside=WALL_MID)
     theme = TILE_OFFSET + state.wall_theme * NUM_TILE_TYPES * SPRITE_RES**2
-    image = jax.lax.optimization_barrier(over(table[theme + tile_texels(types, xs, ys)], sky))
-    enemy = _enemy_texels(state, xs, ys)
-    cover, texel = box_cover(state.x, state.y, AGENT_RX, AGENT_RY, xs, ys)
-    sprite = 2 * state.agent_theme + state.facing_left.astype(jnp.int32)
-    agent = AGENT_OFFSET + sprite * SPRITE_RES**2 + texel
-    sprites = jnp.where(cover, agent, jnp.where(enemy >= 0, ENEMY_OFFSET + enemy, CLEAR))
-    return unpack_rgb(jax.lax.optimization_barrier(over(table[sprites], image)))
+    tile_base = theme + types * SPRITE_RES**2 + xs.texel[None, :]  # (R, 64)
+    # one row gather serves both per-row layers
+    rows = take_rows(_with_enemy_rows(state, xs, row0, tile_base), band[:, 0])  # (64, 64)
+    tile = (rows & 0xFFFF) + (tile_v << TEXEL_BITS)
+    enemy = jnp.maximum((rows >> 16) - 1, 0)  # S * facing + texel column where code > 0
+    # shifts and masks, not // and %: S is a power of two and the operands are non-negative
+    enemy_texel = (enemy >> TEXEL_BITS << 2 * TEXEL_BITS) + (tile_v << TEXEL_BITS) + (
+        enemy & (SPRITE_RES - 1)
+    )
+    enemy_shows = (rows >= 1 << 16) & texel_opaque(ENEMY_MASKS, enemy_texel)
+    cover = (agent_y & agent_x) == 1
+    texel = (agent_v << TEXEL_BITS) + agent_u
+    facing = state.facing_left.astype(jnp.int32)
+    agent_shows = cover & texel_opaque(AGENT_MASKS, facing * SPRITE_RES**2 + texel)
+    agent = AGENT_OFFSET + (2 * state.agent_theme + facing) * SPRITE_RES**2 + texel
+    index = jnp.where(agent_shows, agent,
+                      jnp.where(~cover & enemy_shows, ENEMY_OFFSET + enemy_texel, tile))
+    sky_pair = pack_rgb(jnp.asarray(SKY, jnp.uint8)[state.background])
+    sky = jnp.where(shade == 1, sky_pair[1], sky_pair[0])
+    return unpack_rgb(over(lookup(jnp.asarray(COLORS), index), sky))
 
 
 class CoinRun(ProcgenGame):

@@ -20,6 +20,11 @@ A game subclasses `ProcgenGame` and provides:
 
 Resets never generate a level: `params.pool_levels` holds `pool_size` pre-generated levels (a
 Level pytree with a leading pool axis), and a reset gathers one at a uniformly random slot.
+With `start_frames_in_pool` (the default), `params.pool_frames` holds each slot's start frame,
+so a step renders ONE frame per env (the stepped state's, which is also
+`info["final_observation"]`) and takes a reset's observation from the pool; `start_state` and
+`render` may therefore read only `distribution_mode` too. A game whose frames cost less to
+render than to copy from the pool sets it False and renders the post-reset state instead.
 When `0 < num_levels <= pool_size` the pool holds every level of the split (slot j holds level
 `start_level + j` for j < num_levels) and refreshing is a no-op; otherwise every slot holds an
 independently drawn level id and `refresh_levels(key, params)` regenerates `refresh_size` slots
@@ -27,10 +32,14 @@ independently drawn level id and `refresh_levels(key, params)` regenerates `refr
 way the level of each reset is marginally distributed exactly as a freshly drawn level.
 
 Rendering helpers work separably: a view maps each output column to a world x (tile index and
-sub-tile sprite texel) and each row to a world y, so drawing a tile grid is two axis gathers
-and one lookup per pixel into a packed RGBA table (`pack_sprites`); layers are composited with
-`over` and unpacked once. No per-pixel Python, no scatter; XLA's CPU gathers cost ~10 ns per
-element, so a game should do about two table lookups per pixel.
+sub-tile sprite texel) and each row to a world y, and colours come from one packed RGBA table
+(`pack_sprites`). No per-pixel Python, no scatter. Cost model on XLA CPU (measured): XLA fuses
+everything a pixel needs into one scalar loop and recomputes cheap producers per pixel, so
+(1) do per-row / per-column / per-tile-row work on small arrays and keep it out of the pixel
+loop (`once`, or a loop whose result is materialized), (2) use `lookup` (no bounds handling:
+several times faster than NumPy-style indexing), (3) do about one table gather per pixel, with
+opacity from bit masks (`texel_opaque`) rather than a second lookup, (4) avoid integer // and %
+on signed values (shifts and masks), and (5) unpack colours with a bitcast (`unpack_rgb`).
 """
 
 from __future__ import annotations
@@ -66,6 +75,7 @@ COMBOS: tuple[tuple[str, ...], ...] = (
 NUM_ACTIONS = len(COMBOS)
 OBS_SIZE = 64
 SPRITE_RES = 8  # sprites are SPRITE_RES x SPRITE_RES texels, stretched over their box
+TEXEL_BITS = 3  # SPRITE_RES = 2 ** TEXEL_BITS
 LEVEL_ID_MAX = 2**31 - 1  # num_levels = 0 draws ids uniformly from [0, LEVEL_ID_MAX)
 DISTRIBUTION_MODES = ("easy", "hard")
 GENERATE_CHUNK = 32  # levels per compiled generator call outside traced code
@@ -92,7 +102,8 @@ class ProcgenParams(environment.EnvParams):
     """Parameters shared by every Procgen-like game.
 
     Static (Python) fields fix shapes and the level split; `pool_*` are the shared, read-only
-    level pool (passed once to the trainer, never per member) and its ring cursor.
+    level pool (passed once to the trainer, never per member), its start frames uint8
+    (pool_size, 64, 64, 3) and its ring cursor.
     """
 
     max_steps_in_episode: int = 1000
@@ -104,6 +115,7 @@ class ProcgenParams(environment.EnvParams):
     pool_seed: int = struct.field(pytree_node=False, default=0)
     pool_levels: Any = None
     pool_ids: Any = None
+    pool_frames: Any = None
     pool_cursor: Any = None
 
 
@@ -163,10 +175,9 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
 
     game_seed: int = 0
     params_cls: type[ProcgenParams] = ProcgenParams
-    # Observation after an auto-reset: render the selected state (True) or render the fresh
-    # start separately and select pixels (False). Same frames; which compiles faster on XLA
-    # CPU depends on the game (FruitBot: True ~2.5x faster steps; CoinRun: False ~2x).
-    render_selected_state: bool = False
+    # Reset observations from stored start frames (one render per step, see the module
+    # docstring), or by rendering the post-reset state (False: cheaper for cheap renderers).
+    start_frames_in_pool: bool = True
 
     # ---- to be provided by each game -------------------------------------------------------
     def generate_level(self, key: jax.Array, level_id: jax.Array, params: ProcgenParams) -> L:
@@ -205,26 +216,51 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
         static = ProcgenParams(distribution_mode=params.distribution_mode)
         return jax.vmap(lambda i: self.level(i, static))(ids)
 
+    def _pool_entries(self, ids: jax.Array, params: ProcgenParams) -> tuple[L, jax.Array | None]:
+        """Levels for ids (n,) and their start frames uint8 (n, 64, 64, 3) (None unless
+        `start_frames_in_pool`); traceable."""
+        static = ProcgenParams(distribution_mode=params.distribution_mode)
+        levels = self._generate_many(ids, static)
+        if not self.start_frames_in_pool:
+            return levels, None
+        frames = jax.vmap(lambda lv, i: self.render(self.start_state(lv, i, static), static))(
+            levels, ids)
+        return levels, frames
+
+    def _check_frames(self, params: ProcgenParams) -> None:
+        if self.start_frames_in_pool and params.pool_frames is None:
+            raise ValueError("pool_frames is None: build env params with the game's "
+                             "make_params (it fills pool_levels, pool_ids and pool_frames)")
+
+    def _chunked(self, fn: Any, ids: jax.Array, params: ProcgenParams) -> Any:
+        """fn(ids, params) over ids int (n,) in compiled chunks of GENERATE_CHUNK (host side).
+
+        fn may read only `distribution_mode` (never the split or pool fields), so one compiled
+        chunk serves every split and pool size.
+        """
+        static = ProcgenParams(distribution_mode=params.distribution_mode)
+        cache = self.__dict__.setdefault("_generate_cache", {})
+        if (fn.__name__, static) not in cache:
+            cache[fn.__name__, static] = jax.jit(partial(fn, params=static))
+        ids = np.asarray(ids, np.int32).reshape(-1)
+        padded = np.resize(ids, -(-len(ids) // GENERATE_CHUNK) * GENERATE_CHUNK)
+        chunks = [cache[fn.__name__, static](c) for c in padded.reshape(-1, GENERATE_CHUNK)]
+        return jax.tree.map(lambda *c: jnp.concatenate(c)[: len(ids)], *chunks)
+
     def generate_levels(self, ids: jax.Array, params: ProcgenParams) -> L:
         """Levels for ids int (n,), stacked on a leading axis (host-side helper, not traced).
 
         Generation may depend only on `distribution_mode` (never on the split or pool fields),
         so one compiled generator of GENERATE_CHUNK levels serves every split and pool size.
         """
-        static = ProcgenParams(distribution_mode=params.distribution_mode)
-        cache = self.__dict__.setdefault("_generate_cache", {})
-        if static not in cache:
-            cache[static] = jax.jit(partial(self._generate_many, params=static))
-        ids = np.asarray(ids, np.int32).reshape(-1)
-        padded = np.resize(ids, -(-len(ids) // GENERATE_CHUNK) * GENERATE_CHUNK)
-        chunks = [cache[static](c) for c in padded.reshape(-1, GENERATE_CHUNK)]
-        return jax.tree.map(lambda *c: jnp.concatenate(c)[: len(ids)], *chunks)
+        return self._chunked(self._generate_many, ids, params)
 
     def make_params(self, **overrides: Any) -> ProcgenParams:
         """Default params with `overrides` applied, validated, with the level pool filled."""
         fields = self.params_cls.__dataclass_fields__
-        unknown = sorted(set(overrides) - set(fields) - {"pool_levels", "pool_ids"})
-        bad = unknown or sorted({"pool_levels", "pool_ids", "pool_cursor"} & set(overrides))
+        pool_fields = {"pool_levels", "pool_ids", "pool_frames", "pool_cursor"}
+        unknown = sorted(set(overrides) - set(fields) - pool_fields)
+        bad = unknown or sorted(pool_fields & set(overrides))
         if bad:
             raise ValueError(f"{self.name}: unknown or non-settable env params {bad}")
         params = self.params_cls(**overrides)
@@ -236,8 +272,9 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
             key = jax.random.fold_in(jax.random.PRNGKey(self.game_seed + 1), params.pool_seed)
             ids = draw_level_ids(key, params.pool_size, params)
         ids = ids.astype(jnp.int32)
-        levels = self.generate_levels(ids, params)
-        return params.replace(pool_levels=levels, pool_ids=ids, pool_cursor=jnp.int32(0))
+        levels, frames = self._chunked(self._pool_entries, ids, params)
+        return params.replace(pool_levels=levels, pool_ids=ids, pool_frames=frames,
+                              pool_cursor=jnp.int32(0))
 
     @property
     def default_params(self) -> ProcgenParams:
@@ -247,15 +284,17 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
         return self._default_params
 
     def refresh_levels(self, key: jax.Array, params: ProcgenParams) -> ProcgenParams:
-        """Regenerate `refresh_size` pool slots (a ring) from fresh level ids; pure, jittable.
+        """Regenerate `refresh_size` pool slots (a ring) from fresh level ids, with their start
+        frames if kept; pure, jittable.
 
         No-op when the pool already holds every level of a finite split.
         """
         if pool_holds_all_levels(params):
             return params
+        self._check_frames(params)
         n = params.refresh_size
         ids = draw_level_ids(key, n, params).astype(jnp.int32)
-        fresh = self._generate_many(ids, params)
+        fresh, frames = self._pool_entries(ids, params)
         start = params.pool_cursor
 
         def put(pool: jax.Array, new: jax.Array) -> jax.Array:
@@ -265,17 +304,23 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
         return params.replace(
             pool_levels=jax.tree.map(put, params.pool_levels, fresh),
             pool_ids=put(params.pool_ids, ids),
+            pool_frames=None if frames is None else put(params.pool_frames, frames),
             pool_cursor=(start + n) % params.pool_size,
         )
 
     def _num_slots(self, params: ProcgenParams) -> int:
         return params.num_levels if pool_holds_all_levels(params) else params.pool_size
 
-    def sample_start(self, key: jax.Array, params: ProcgenParams) -> S:
-        """Start state on a uniformly random pool slot (a gather, no generation)."""
-        slot = jax.random.randint(key, (), 0, self._num_slots(params))
+    def _sample_slot(self, key: jax.Array, params: ProcgenParams) -> jax.Array:
+        return jax.random.randint(key, (), 0, self._num_slots(params))
+
+    def _start_at(self, slot: jax.Array, params: ProcgenParams) -> S:
         level = jax.tree.map(lambda a: a[slot], params.pool_levels)
         return self.start_state(level, params.pool_ids[slot], params)
+
+    def sample_start(self, key: jax.Array, params: ProcgenParams) -> S:
+        """Start state on a uniformly random pool slot (a gather, no generation)."""
+        return self._start_at(self._sample_slot(key, params), params)
 
     # ---- gymnax API ------------------------------------------------------------------------
     def reset_env(self, key: jax.Array, params: ProcgenParams) -> tuple[jax.Array, S]:
@@ -299,23 +344,27 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
 
         Returns (obs, state, reward, terminated, truncated, info); `info["final_observation"]`
         is the observation of the pre-reset state (equal to obs unless the episode ended).
-        Truncation means the time limit was hit without a natural termination.
+        Truncation means the time limit was hit without a natural termination. With
+        `start_frames_in_pool` one frame is rendered per call (a reset's observation is the
+        pool slot's stored start frame); else obs renders the post-reset state.
         """
         if params is None:
             params = self.default_params
+        self._check_frames(params)
         k_game, k_reset = jax.random.split(key)
         nxt, reward, terminated = self.game_step(k_game, state, action, params)
         nxt = nxt.replace(time=state.time + 1)
         terminated = jnp.asarray(terminated, jnp.bool_)
         truncated = jnp.logical_and(nxt.time >= params.max_steps_in_episode, ~terminated)
         done = jnp.logical_or(terminated, truncated)
-        fresh = self.sample_start(k_reset, params)
-        new_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, nxt)
+        slot = self._sample_slot(k_reset, params)
+        new_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), self._start_at(slot, params),
+                                 nxt)
         final_obs = self.render(nxt, params)
-        if self.render_selected_state:
-            obs = self.render(new_state, params)
+        if self.start_frames_in_pool:
+            obs = jnp.where(done, lookup(params.pool_frames, slot), final_obs)
         else:
-            obs = jnp.where(done, self.render(fresh, params), final_obs)
+            obs = self.render(new_state, params)
         info = {"terminated": terminated, "truncated": truncated, "final_observation": final_obs}
         return obs, new_state, jnp.asarray(reward, jnp.float32), terminated, truncated, info
 
@@ -379,25 +428,50 @@ def axis_view(center: jax.Array, visibility: float, flip: bool) -> AxisView:
     return AxisView(tile.astype(jnp.int32), texel, coord)
 
 
-def grid_lookup(grid: jax.Array, xs: AxisView, ys: AxisView, outside: int) -> jax.Array:
-    """Tile type under every pixel: int32 (64, 64), `outside` where the view leaves the grid.
+def lookup(table: jax.Array, index: jax.Array) -> jax.Array:
+    """table[index] for indices known to lie in bounds (shape of index + table.shape[1:]).
 
-    grid: (H, W) int tile types indexed [y, x] (y up). Two axis gathers, no scatter.
+    No bounds handling is added (XLA clamps gather indices anyway) and unsigned indices skip
+    the wrap-around of negative ones: on XLA CPU this gather is several times faster than
+    NumPy-style indexing, which adds a fill mask.
+    """
+    return table.at[index.astype(jnp.uint32)].get(mode="promise_in_bounds")
+
+
+@jax.custom_batching.custom_vmap
+def once(a: jax.Array) -> jax.Array:
+    """`a` itself, kept as its own array instead of being recomputed by every consumer.
+
+    XLA fuses cheap producers into their consumers, so a per-row or per-column value used by
+    every pixel is recomputed per pixel (and a frame is recomputed for each colour byte and
+    each consumer); a gather counts as expensive and is not duplicated that way. This is an
+    identity gather of a's leading axis; under vmap, of the batch axis (whole contiguous
+    slices, the natural layout), so the work happens once.
+    """
+    return lookup(a, jnp.arange(a.shape[0]))
+
+
+@once.def_vmap
+def _once_vmap(axis_size: int, in_batched: list[bool], a: jax.Array) -> tuple[jax.Array, bool]:
+    return once(a), in_batched[0]
+
+
+def take_rows(a: jax.Array, rows: jax.Array) -> jax.Array:
+    """Whole rows a[rows] (rows int (n,) in bounds): a gather of contiguous slices."""
+    return lookup(a, rows)
+
+
+def grid_lookup(grid: jax.Array, rows: jax.Array, cols: jax.Array, outside: int) -> jax.Array:
+    """Tile types grid[rows][:, cols]: int32 (len(rows), len(cols)), `outside` off the grid.
+
+    grid: (H, W) int tile types indexed [y, x] (y up); rows, cols: int tile indices (any
+    values). A row gather and one lookup per output element, no scatter.
     """
     h, w = grid.shape
-    rows = jnp.take(grid, jnp.clip(ys.tile, 0, h - 1), axis=0)
-    types = jnp.take(rows, jnp.clip(xs.tile, 0, w - 1), axis=1).astype(jnp.int32)
-    inside = ((ys.tile >= 0) & (ys.tile < h))[:, None] & ((xs.tile >= 0) & (xs.tile < w))[None, :]
+    picked = take_rows(grid, jnp.clip(rows, 0, h - 1))
+    types = lookup(picked.T, jnp.clip(cols, 0, w - 1)).T.astype(jnp.int32)
+    inside = ((rows >= 0) & (rows < h))[:, None] & ((cols >= 0) & (cols < w))[None, :]
     return jnp.where(inside, types, outside)
-
-
-def tile_texels(types: jax.Array, xs: AxisView, ys: AxisView) -> jax.Array:
-    """Texel index of every pixel into a stack of tile sprites: int32 (64, 64).
-
-    index = type * S^2 + texel_row * S + texel_col (S = SPRITE_RES), i.e. a flat index into
-    sprites (T, S, S) stored contiguously (see `pack_sprites`).
-    """
-    return (types * SPRITE_RES + ys.texel[:, None]) * SPRITE_RES + xs.texel[None, :]
 
 
 def box_texels(
@@ -424,11 +498,13 @@ def box_cover(
     """Pixels covered by the world box [x - rx, x + rx) x [y - ry, y + ry) and their texels.
 
     Returns (cover bool (64, 64), texel int32 (64, 64) = row * S + col within a sprite that is
-    stretched over the box). Separable: one row test and one column test.
+    stretched over the box). Separable: one row test and one column test, computed `once` (not
+    per pixel).
     """
     in_x, tx = box_texels(x - rx, x + rx, xs, flip=False)
     in_y, ty = box_texels(y - ry, y + ry, ys, flip=True)
-    return in_y[:, None] & in_x[None, :], ty[:, None] * SPRITE_RES + tx[None, :]
+    in_x, tx, in_y, ty = once(jnp.stack([in_x, tx, in_y, ty]).astype(jnp.int32))
+    return (in_y[:, None] & in_x[None, :]) == 1, (ty << TEXEL_BITS)[:, None] + tx[None, :]
 
 
 def pack_sprites(*groups: np.ndarray) -> tuple[np.ndarray, list[int]]:
@@ -445,6 +521,32 @@ def pack_sprites(*groups: np.ndarray) -> tuple[np.ndarray, list[int]]:
     return packed.astype(np.uint32), offsets
 
 
+def opacity_masks(sprites: np.ndarray) -> np.ndarray:
+    """Bit masks uint32 (..., 2) of the opaque texels of RGBA sprites (..., S, S, 4).
+
+    Texel (row, col) is bit k = row * S + col of the 64-bit mask: word k // 32, bit k % 32.
+    """
+    sprites = np.asarray(sprites)
+    if sprites.shape[-3:] != (8, 8, 4):
+        raise ValueError(f"sprites must be (..., 8, 8, 4) (64 texels), got {sprites.shape}")
+    opaque = (sprites[..., 3] != 0).reshape(sprites.shape[:-3] + (2, 32)).astype(np.uint64)
+    return (opaque << np.arange(32, dtype=np.uint64)).sum(-1).astype(np.uint32)
+
+
+def texel_opaque(masks: np.ndarray, texel: jax.Array) -> jax.Array:
+    """Whether sprite texels are opaque, from `opacity_masks` (n, 2): bool, texel's shape.
+
+    texel: non-negative int32 flat index sprite * S^2 + row * S + col. Selects and shifts only
+    (no gather): cheap per pixel for the few sprites a game masks.
+    """
+    texel = texel.astype(jnp.uint32)
+    word = jnp.uint32(0)
+    for n, pair in enumerate(np.asarray(masks, np.uint32).reshape(-1, 2)):
+        for w in range(2):  # texel >> 5 = (sprite, word) pair index
+            word = jnp.where(texel >> 5 == 2 * n + w, jnp.uint32(pair[w]), word)
+    return (word >> (texel & 31)) & 1 == 1
+
+
 def pack_rgb(rgb: jax.Array) -> jax.Array:
     """Opaque packed colour(s) uint32 from RGB uint8 (..., 3)."""
     c = rgb.astype(jnp.uint32)
@@ -457,9 +559,14 @@ def over(top: jax.Array, bottom: jax.Array) -> jax.Array:
 
 
 def unpack_rgb(packed: jax.Array) -> jax.Array:
-    """RGB uint8 (..., 3) from packed colours uint32 (...)."""
-    shifts = jnp.array([0, 8, 16], jnp.uint32)
-    return ((packed[..., None] >> shifts) & 0xFF).astype(jnp.uint8)
+    """RGB uint8 (..., 3) from packed colours uint32 (...).
+
+    A bitcast to bytes (little-endian, as on CPU and GPU: byte 0 is R) and a slice: shifting
+    out each channel made XLA CPU recompute the packed image once per channel. (The output
+    is still written byte by byte, so a frame should end in materialized work: a gather or a
+    loop's result, not a long chain of cheap per-pixel ops.)
+    """
+    return jax.lax.bitcast_convert_type(packed, jnp.uint8)[..., :3]
 
 
 def shade(rgb: tuple[int, int, int], factor: float) -> tuple[int, int, int]:

@@ -33,6 +33,7 @@ from flax import struct
 from envs_jax.procgen.common import (
     OBS_SIZE,
     SPRITE_RES,
+    TEXEL_BITS,
     ProcgenGame,
     ProcgenParams,
     action_xy,
@@ -178,10 +179,10 @@ def _unpack_bytes(words: jax.Array) -> jax.Array:
 
 
 def _diamond(texel: jax.Array) -> jax.Array:
-    """Texels (row * S + col) inside a diamond filling the sprite square."""
-    ty, tx = texel // SPRITE_RES, texel % SPRITE_RES
-    half = (SPRITE_RES - 1) / 2
-    return jnp.abs(tx - half) + jnp.abs(ty - half) <= half + 0.5
+    """Texels (row * S + col, non-negative) inside a diamond filling the sprite square:
+    |col - (S-1)/2| + |row - (S-1)/2| <= S/2, doubled to stay in integers (and shifts)."""
+    ty, tx = texel >> TEXEL_BITS, texel & (SPRITE_RES - 1)
+    return jnp.abs(2 * tx - (SPRITE_RES - 1)) + jnp.abs(2 * ty - (SPRITE_RES - 1)) <= SPRITE_RES
 
 
 def wall_boxes(level: FruitBotLevel, width: float) -> tuple[jax.Array, jax.Array]:
@@ -203,7 +204,7 @@ class FruitBot(ProcgenGame):
 
     game_seed = 0xF1
     params_cls = FruitBotParams
-    render_selected_state = True  # ~2.5x faster auto-reset steps on CPU (see common.py)
+    start_frames_in_pool = False  # its frames render faster than a stored frame is selected
 
     @property
     def name(self) -> str:
@@ -460,7 +461,7 @@ class FruitBot(ProcgenGame):
             key = _diamond(texel) & cover & state.key_active[i]
             image = jnp.where(key, pack_rgb(jnp.array(KEY_COLOUR, jnp.uint8)), image)
         cover, texel = box_cover(state.agent[0], state.agent[1], AGENT_R, AGENT_R, xs, ys)
-        ty, tx = texel // SPRITE_RES, texel % SPRITE_RES
+        ty, tx = texel >> TEXEL_BITS, texel & (SPRITE_RES - 1)
         edge = (tx == 0) | (tx == SPRITE_RES - 1) | (ty == 0) | (ty == SPRITE_RES - 1)
         eyes = (ty == 2) & ((tx == 2) | (tx == SPRITE_RES - 3))
         agent = jnp.where(edge | eyes, pack_rgb(jnp.array(AGENT_DETAIL, jnp.uint8)),

@@ -25,10 +25,10 @@ gather-only allocator. A spawn or enemy bullet that finds no free slot is droppe
 `state.dropped` (tests check that this essentially never happens).
 
 Rendering draws every object as one or two axis-aligned rectangles per class, and finds the
-topmost class of each pixel with ONE matrix product: each rectangle adds 8^class to the pixels
-it covers (a separable row-mask x column-mask outer product), so the sum's float exponent
-divided by 3 is the topmost class present (exact in float32 for <= 7 overlapping rectangles of
-one class and 8 classes).
+topmost class of each pixel separably: rectangle k holds 1 + class on the pixel rows it covers
+and 8 on the columns it covers (uint8), so min(row value, column value) is 1 + class where it
+covers a pixel and 0 elsewhere, and the maximum over rectangles is 1 + the topmost class (a
+pass of byte-wide max/min per rectangle: vectorizes on CPU, elementwise on GPU).
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ KIND_RECTS = np.array(
 
 
 STAR_PERIOD = 256
+RECT_BLOCKS = 2  # loop iterations that draw the rectangles (see `_packed_frame`)
 
 
 def _star_texture() -> np.ndarray:
@@ -464,21 +465,34 @@ class StarPilot(ProcgenGame):
         xs = axis_view(jnp.float32(WORLD / 2), WORLD, flip=False)
         ys = axis_view(jnp.float32(WORLD / 2), WORLD, flip=True)
         boxes, classes, visible = self._rects(state, params)
-        in_x = (xs.coord[None, :] >= boxes[:, 0:1]) & (xs.coord[None, :] < boxes[:, 1:2])
-        rows = (ys.coord[:, None] >= boxes[None, :, 2]) & (ys.coord[:, None] < boxes[None, :, 3])
-        weight = jnp.where(visible, jnp.exp2(3.0 * classes), 0.0)
-        # 0/1 and powers of two up to 8^7 are exact in bfloat16, and so is the float32 sum of
-        # at most 2^24: bfloat16 operands are exact here and the fastest on CPU and GPU alike
-        total = jnp.dot((rows * weight[None, :]).astype(jnp.bfloat16),
-                        in_x.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
-        exponent = (jax.lax.bitcast_convert_type(total, jnp.int32) >> 23) - 127
-        top = jnp.where(total >= 1, exponent // 3, -1)
+        covered_rows = (ys.coord >= boxes[:, 2:3]) & (ys.coord < boxes[:, 3:4]) & visible[:, None]
+        covered_cols = (xs.coord >= boxes[:, 0:1]) & (xs.coord < boxes[:, 1:2])
+        num_classes = len(CLASS_COLOURS)
+        row_value = jnp.where(covered_rows, classes[:, None] + 1, 0).astype(jnp.uint8)  # (K, 64)
+        col_value = jnp.where(covered_cols, num_classes, 0).astype(jnp.uint8)  # (K, 64)
+        # Rectangles are drawn in RECT_BLOCKS blocks by a loop: XLA keeps the loop's result as
+        # its own array, so the class map is built in vectorized passes, once (fused into its
+        # consumers it would be redone for each colour byte and each output, as scalar code).
+        # Padding rectangles have value 0 and draw nothing.
+        per = -(-boxes.shape[0] // RECT_BLOCKS)
+        pad = ((0, RECT_BLOCKS * per - boxes.shape[0]), (0, 0))
+        row_value = jnp.pad(row_value, pad).reshape(RECT_BLOCKS, per, OBS_SIZE)
+        col_value = jnp.pad(col_value, pad).reshape(RECT_BLOCKS, per, OBS_SIZE)
+
+        def draw_block(b: jax.Array, top: jax.Array) -> jax.Array:
+            for k in range(per):
+                top = jnp.maximum(top, jnp.minimum(row_value[b, k][:, None],
+                                                   col_value[b, k][None, :]))
+            return top
+
+        top = jax.lax.fori_loop(0, RECT_BLOCKS, draw_block,
+                                jnp.zeros((OBS_SIZE, OBS_SIZE), jnp.uint8))  # 1 + top class
         colours = pack_rgb(jnp.asarray(CLASS_COLOURS).at[C_FLYER].set(
             jnp.asarray(FLYER_COLOURS)[state.level.flyer_colour]))
         image = self._sky(state)
         # a select per class is cheaper than a per-pixel table gather on CPU
-        for c in range(len(CLASS_COLOURS)):
-            image = jnp.where(top == c, colours[c], image)
+        for c in range(num_classes):
+            image = jnp.where(top == c + 1, colours[c], image)
         return image
 
     def _sky(self, state: StarPilotState) -> jax.Array:
