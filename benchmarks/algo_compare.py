@@ -210,9 +210,10 @@ def main() -> None:
                           "skipped": "CoinRun-v0 is not registered on this checkout"}))
     plot(lines, args.plot)
 
-    mem_cfg = TrainConfig.preset("MNIST-v0", algo="ppg", width=0.125, num_envs=16,
-                                 rollout_length=64, ppg_n_pi=8)
-    print(json.dumps(memory_line(mem_cfg, members=2)), flush=True)
+    if args.only != "coinrun":
+        mem_cfg = TrainConfig.preset("MNIST-v0", algo="ppg", width=0.125, num_envs=16,
+                                     rollout_length=64, ppg_n_pi=8)
+        print(json.dumps(memory_line(mem_cfg, members=2)), flush=True)
     paper = ppg.aux_buffer_bytes(32, 64 * 256, (64, 64, 3), np.uint8)
     print(json.dumps({"bench": "ppg_aux_memory", "env": "Procgen (PPG defaults)",
                       "ppg_n_pi": 32, "batch_size": 64 * 256, "obs_shape": [64, 64, 3],
