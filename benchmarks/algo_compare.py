@@ -159,8 +159,9 @@ def main() -> None:
     ap.add_argument("--mnist-interactions", type=int, default=65_536)
     ap.add_argument("--mnist-envs", type=int, default=16)
     ap.add_argument("--mnist-rollout", type=int, default=64)
-    ap.add_argument("--coinrun-width", type=float, default=0.25)
-    ap.add_argument("--coinrun-interactions", type=int, default=262_144)
+    ap.add_argument("--only", choices=["mnist", "coinrun"], default=None)
+    ap.add_argument("--coinrun-width", type=float, default=1 / 16)
+    ap.add_argument("--coinrun-interactions", type=int, default=98_304)
     ap.add_argument("--coinrun-envs", type=int, default=32)
     ap.add_argument("--coinrun-rollout", type=int, default=64)
     ap.add_argument("--coinrun-specs", nargs="+", default=None, metavar="SPEC",
@@ -176,12 +177,14 @@ def main() -> None:
                  update_epochs=2, num_minibatches=4, updates_per_chunk=4)
     # EWMA centre of mass = policy steps per iteration (2 epochs x 4 minibatches = 8)
     decay = 8 / 9
-    for algo in ("ppo", "ppo_ewma"):
+    for algo in ("ppo", "ppo_ewma") if args.only != "coinrun" else ():
         cfg = TrainConfig.preset("MNIST-v0", algo=algo, ewma_decay=decay, **mnist)
         lines.append(curve_line("MNIST-v0", cfg, args.seeds))
         print(json.dumps(lines[-1]), flush=True)
 
-    if args.coinrun_specs:
+    if args.only == "mnist":
+        pass
+    elif args.coinrun_specs:
         for path in args.coinrun_specs:
             for line in sweep_lines(path, args.sweep_out):
                 lines.append(line)
@@ -191,10 +194,13 @@ def main() -> None:
                     width=args.coinrun_width, num_envs=args.coinrun_envs,
                     rollout_length=args.coinrun_rollout,
                     total_interactions=args.coinrun_interactions, gamma=0.999, gae_lambda=0.95,
-                    lr=5e-4, num_minibatches=8, updates_per_chunk=4)
-        runs = [dict(algo="ppo", update_epochs=3),
+                    lr=2e-3, num_minibatches=8, updates_per_chunk=8)
+        # CPU scale: the settings under which tests/test_game_learning.py's PPO learns CoinRun
+        # (1 epoch). PPG-EWMA: 1 policy + 1 value epoch per iteration and, to fit a 2-core CPU,
+        # an auxiliary phase every 8 iterations of 2 epochs (PPG's defaults: 32 and 6).
+        runs = [dict(algo="ppo", update_epochs=1),
                 dict(algo="ppg_ewma", objective="kl", update_epochs=1, value_epochs=1,
-                     ppg_n_pi=4, ewma_decay=decay)]
+                     ppg_n_pi=8, aux_epochs=2, ewma_decay=decay)]
         for extra in runs:
             cfg = TrainConfig(env="CoinRun-v0", **coin, **extra)
             lines.append(curve_line("CoinRun-v0", cfg, args.seeds))
@@ -204,9 +210,10 @@ def main() -> None:
                           "skipped": "CoinRun-v0 is not registered on this checkout"}))
     plot(lines, args.plot)
 
-    mem_cfg = TrainConfig.preset("MNIST-v0", algo="ppg", width=0.125, num_envs=16,
-                                 rollout_length=64, ppg_n_pi=8)
-    print(json.dumps(memory_line(mem_cfg, members=2)), flush=True)
+    if args.only != "coinrun":
+        mem_cfg = TrainConfig.preset("MNIST-v0", algo="ppg", width=0.125, num_envs=16,
+                                     rollout_length=64, ppg_n_pi=8)
+        print(json.dumps(memory_line(mem_cfg, members=2)), flush=True)
     paper = ppg.aux_buffer_bytes(32, 64 * 256, (64, 64, 3), np.uint8)
     print(json.dumps({"bench": "ppg_aux_memory", "env": "Procgen (PPG defaults)",
                       "ppg_n_pi": 32, "batch_size": 64 * 256, "obs_shape": [64, 64, 3],

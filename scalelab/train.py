@@ -27,6 +27,7 @@ from scalelab.members import (
     UpdateMetrics,
     grow_members,
     init_key,
+    init_level_pools,
     init_members,
     make_chunk_fn,
     member_root_keys,
@@ -359,6 +360,7 @@ def build_static(config: TrainConfig, env: Any, obs_shape: tuple[int, ...]) -> t
         aux_num_minibatches=config.aux_minibatches,
         aux_apply_fn=functools.partial(module.apply, return_aux=True) if phasic else None,
         noise_scale=config.noise_scale or config.batch_schedule == "adaptive",
+        member_env_params=hasattr(env, "refresh_levels"),
     )
     return static, net_cfg
 
@@ -374,6 +376,8 @@ class PreparedRun:
     """A validated config turned into its environment, network and member structure.
 
     seeds: the members' seeds; static: the chunk structure; hparams: (M,) per field;
+    env_params: shared, or with a leading member axis (each member's own level pool) when
+    `static.member_env_params` (envs with a refreshed level pool, as the Procgen games);
     chunk_sizes: updates per device call (full chunks, then a shorter remainder if any).
     """
 
@@ -421,13 +425,19 @@ def prepare(config: TrainConfig, num_seeds: int = 1) -> PreparedRun:
     env, env_params = envs_jax.make(config.env, **config.env_kwargs)
     obs_shape = tuple(env.observation_space(env_params).shape)
     static, net_cfg = build_static(config, env, obs_shape)
+    seeds = tuple(range(config.seed, config.seed + num_seeds))
+    if static.member_env_params:
+        # Every member owns its level pool, filled and refreshed from its own seed (as in
+        # sweeps): seeds share no level stream, and a member's levels do not depend on the
+        # other members of the run.
+        env_params = init_level_pools(static, member_root_keys(list(seeds)), env_params)
     k = static.updates_per_chunk
     sizes = [k] * (config.num_updates // k)
     if config.num_updates % k:
         sizes.append(config.num_updates % k)
     return PreparedRun(
         config=config,
-        seeds=tuple(range(config.seed, config.seed + num_seeds)),
+        seeds=seeds,
         env=env,
         env_params=env_params,
         obs_shape=obs_shape,
