@@ -20,8 +20,8 @@ group would make members of different seeds train on the same levels (not indepe
 replicates), and would make a member's levels depend on its group. Members of the same seed see
 the same levels whatever their size or lr (common random numbers across sizes). The cost is one
 pool per member in memory (~16 MiB for CoinRun's 1024 levels and their start frames; `sweep
-plan` counts it) and the refresh's level generation once per member. Other environments (MNIST's dataset) keep one
-shared, replicated copy.
+plan` counts it) and the refresh's level generation once per member. Other environments
+(MNIST's dataset) keep one shared, replicated copy.
 
 Batch schedules: a "power" schedule depends only on the interactions done, so all members grow
 together between chunks (`scalelab.members.grow_members`, jitted); one program is compiled per
