@@ -98,10 +98,10 @@ def assert_beats_random(learned: np.ndarray, rand: np.ndarray, floor: float) -> 
     assert diff > Z * se and diff > floor, msg
 
 
-# Measured on 2 shared CPU cores (load ~4-7): StarPilot learned 2.66 vs random 1.76 (se 0.22);
-# CoinRun (98k interactions) 6.84 vs 3.52 (se 0.42), FruitBot (98k) -2.00 vs -3.14 (se 0.33).
-# At 24.6k interactions and gamma 0.99 CoinRun's entropy never left log 15 and FruitBot stayed
-# within 2 se of random.
+# Measured on 2 shared CPU cores (load ~4-7), members owning their level pools: CoinRun (98k
+# interactions) learned 6.64 vs random 3.52 (se 0.42), FruitBot (98k) -1.93 vs -3.14 (se 0.32);
+# StarPilot (25k, earlier pools) 2.66 vs 1.76 (se 0.22). At 24.6k interactions and gamma 0.99
+# CoinRun's entropy never left log 15 and FruitBot stayed within 2 se of random.
 @pytest.mark.parametrize("name,floor", [("CoinRun-v0", 1.0), ("StarPilot-v0", 0.5),
                                         ("FruitBot-v0", 0.5)])
 def test_ppo_beats_random(name, floor):
