@@ -5,6 +5,7 @@ import dataclasses
 
 import jax
 import numpy as np
+import pytest
 
 from scalelab import TrainConfig, train
 from scalelab.train import prepare
@@ -16,11 +17,16 @@ CONFIG = TrainConfig(env="CoinRun-v0", env_kwargs=dict(pool_size=16, refresh_siz
                      updates_per_chunk=2)
 
 
-def test_members_own_their_pools_and_a_member_among_seeds_equals_it_alone():
+def test_members_own_level_pools_that_depend_on_their_seed_alone():
     ids = np.asarray(prepare(CONFIG, num_seeds=2).env_params.pool_ids)
     assert ids.shape == (2, 16)
     assert not set(ids[0]) & set(ids[1])  # seeds share no level
+    alone = np.asarray(prepare(dataclasses.replace(CONFIG, seed=1)).env_params.pool_ids)
+    np.testing.assert_array_equal(alone[0], ids[1])
 
+
+@pytest.mark.slow
+def test_member_among_seeds_equals_it_alone():
     both = train(CONFIG, num_seeds=2, progress=False)
     alone = train(dataclasses.replace(CONFIG, seed=1), num_seeds=1, progress=False)
     for k in ("policy_loss", "value_loss", "entropy", "episodes"):
