@@ -203,6 +203,13 @@ def member_root_keys(seeds: jax.Array | list[int]) -> jax.Array:
     return jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
 
 
+def has_level_pool(env: Any) -> bool:
+    """Whether `env` draws resets from a level pool it refreshes (`refresh_levels(key,
+    env_params)`, as `envs_jax.procgen`): such env params change during training, and trainers
+    give every member its own pool (`init_level_pools`)."""
+    return hasattr(env, "refresh_levels")
+
+
 def init_key(root_key: jax.Array) -> jax.Array:
     """The parameter-initialization key of a member (its root key's init stream)."""
     return jax.random.fold_in(root_key, _STREAM_INIT)

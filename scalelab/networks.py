@@ -60,6 +60,12 @@ CONV_IMPLS = ("auto", "lax", "taps")
 TAPS_MAX_CHANNELS = 4
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"relu": nn.relu, "tanh": jnp.tanh}
 
+
+def computed_as_taps(c_in: int, c_out: int) -> bool:
+    """Whether conv_impl "taps" computes a C_in -> C_out convolution as per-tap products (few
+    channels; wider layers stay library convolutions)."""
+    return c_in * c_out <= TAPS_MAX_CHANNELS
+
 _DEFAULT_DEPTH: dict[str, int | None] = {"mnist_cnn": None, "mlp": 2, "impala": 2}
 _DEFAULT_ACTIVATION = {"mnist_cnn": "relu", "mlp": "tanh", "impala": "relu"}
 
@@ -283,7 +289,7 @@ class Encoder(nn.Module):
 
         def conv(features: int, kernel: int, padding: str, name: str) -> Callable:
             def apply(x: jax.Array) -> jax.Array:
-                if self.conv_impl == "taps" and x.shape[-1] * features <= TAPS_MAX_CHANNELS:
+                if self.conv_impl == "taps" and computed_as_taps(x.shape[-1], features):
                     return TapsConv(features, kernel, padding, name=name)(x)
                 return _conv(features, kernel, padding, name)(x)
 

@@ -26,6 +26,7 @@ from scalelab.members import (
     Params,
     UpdateMetrics,
     grow_members,
+    has_level_pool,
     init_key,
     init_level_pools,
     init_members,
@@ -360,7 +361,7 @@ def build_static(config: TrainConfig, env: Any, obs_shape: tuple[int, ...]) -> t
         aux_num_minibatches=config.aux_minibatches,
         aux_apply_fn=functools.partial(module.apply, return_aux=True) if phasic else None,
         noise_scale=config.noise_scale or config.batch_schedule == "adaptive",
-        member_env_params=hasattr(env, "refresh_levels"),
+        member_env_params=has_level_pool(env),
     )
     return static, net_cfg
 

@@ -359,7 +359,7 @@ def activation_floats(network: Any, obs_shape: tuple[int, ...], num_actions: int
             if network.family == "mnist_cnn" or re.fullmatch(r"stack_\d+_conv", name):
                 out["pool"] += size
             first = name in ("conv_0", "stack_0_conv")
-            if taps and c_in * c_out <= networks.TAPS_MAX_CHANNELS and not (
+            if taps and networks.computed_as_taps(c_in, c_out) and not (
                     first and tower == "value_encoder"):
                 out["taps"] += kh * kw * shape[0] * shape[1] * c_in
     return out
@@ -423,6 +423,7 @@ def make_plan(spec: SweepSpec) -> Plan:
 
     import envs_jax
     from scalelab import networks
+    from scalelab.members import has_level_pool
 
     try:
         env, env_params = envs_jax.make(spec.env, **spec.env_kwargs)
@@ -452,8 +453,8 @@ def make_plan(spec: SweepSpec) -> Plan:
     base_cfg = _base_config(spec)
     chunk_envs = _chunk_envs(spec, base_cfg)
     # a member-owned level pool per member (see scalelab.sweep.run)
-    pool_bytes = sum(np.asarray(x).nbytes for x in jax.tree.leaves(env_params)) if hasattr(
-        env, "refresh_levels") else 0
+    pool_bytes = sum(np.asarray(x).nbytes for x in jax.tree.leaves(env_params)) if (
+        has_level_pool(env)) else 0
 
     counts = {}
     for r in rows:

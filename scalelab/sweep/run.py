@@ -46,6 +46,7 @@ import numpy as np
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from scalelab import members
 from scalelab.sweep.plan import Plan, make_plan
 from scalelab.sweep.rundir import RunDir
 from scalelab.sweep.spec import SpecError, load_spec, parse_spec, train_config
@@ -131,7 +132,7 @@ class FusedRunner:
         self.env, env_params = envs_jax.make(spec.env, **spec.env_kwargs)
         self._env_params_host = jax.tree.map(np.asarray, env_params)
         self.env_params = jax.device_put(env_params, self.replicated)
-        self.member_pools = hasattr(self.env, "refresh_levels")
+        self.member_pools = members.has_level_pool(self.env)
         self.score_kind = envs_jax.score_kind(spec.env)
         n_dev = len(devices)
         # Slots of each group: its members, then inert copies of its first member up to a
