@@ -5,8 +5,7 @@ Prints one JSON line per result:
 - {"bench": "algo_compare", "env", "algo", "objective", "seeds", "interactions": [...],
   "score_mean": [...], "score_min": [...], "score_max": [...], "final_score", "params",
   "train_seconds", "compile_seconds"}: learning curves on the same budget and seeds (score:
-  training accuracy on MNIST-v0, mean episode return on CoinRun-v0); or a line with "skipped"
-  when an environment is not registered.
+  training accuracy on MNIST-v0, mean episode return on CoinRun-v0).
 - {"bench": "ppg_aux_memory", "env", "ppg_n_pi", "batch_size", "obs_shape", "obs_dtype",
   "predicted_bytes_per_member", "measured_state_bytes_per_member",
   "measured_argument_delta_per_member"}: the auxiliary buffer's predicted size
@@ -151,6 +150,43 @@ def plot(lines: list[dict[str, Any]], path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+def _emit(line: dict[str, Any]) -> dict[str, Any]:
+    print(json.dumps(line), flush=True)
+    return line
+
+
+def mnist_lines(args: argparse.Namespace, decay: float) -> list[dict[str, Any]]:
+    """PPO and PPO-EWMA on MNIST-v0 at args' width and budget."""
+    mnist = dict(width=args.mnist_width, num_envs=args.mnist_envs,
+                 rollout_length=args.mnist_rollout, total_interactions=args.mnist_interactions,
+                 update_epochs=2, num_minibatches=4, updates_per_chunk=4)
+    return [_emit(curve_line("MNIST-v0", TrainConfig.preset(
+        "MNIST-v0", algo=algo, ewma_decay=decay, **mnist), args.seeds))
+        for algo in ("ppo", "ppo_ewma")]
+
+
+def coinrun_spec_lines(specs: list[str], out_root: str) -> list[dict[str, Any]]:
+    """One curve line per (spec, model size) of the CoinRun sweep specs."""
+    return [_emit(line) for path in specs for line in sweep_lines(path, out_root)]
+
+
+def coinrun_lines(args: argparse.Namespace, decay: float) -> list[dict[str, Any]]:
+    """PPO and PPG-EWMA on CoinRun-v0 (easy) at args' width and budget."""
+    coin = dict(env_kwargs={"distribution_mode": "easy"}, network="impala",
+                width=args.coinrun_width, num_envs=args.coinrun_envs,
+                rollout_length=args.coinrun_rollout,
+                total_interactions=args.coinrun_interactions, gamma=0.999, gae_lambda=0.95,
+                lr=2e-3, num_minibatches=8, updates_per_chunk=8)
+    # CPU scale: the settings under which tests/test_game_learning.py's PPO learns CoinRun
+    # (1 epoch). PPG-EWMA: 1 policy + 1 value epoch per iteration and, to fit a 2-core CPU,
+    # an auxiliary phase every 8 iterations of 2 epochs (PPG's defaults: 32 and 6).
+    runs = [dict(algo="ppo", update_epochs=1),
+            dict(algo="ppg_ewma", objective="kl", update_epochs=1, value_epochs=1,
+                 ppg_n_pi=8, aux_epochs=2, ewma_decay=decay)]
+    return [_emit(curve_line("CoinRun-v0", TrainConfig(env="CoinRun-v0", **coin, **extra),
+                             args.seeds)) for extra in runs]
+
+
 def main() -> None:
     """Parse sizes, run the comparisons and the memory check, print JSON lines, save the plot."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -171,43 +207,15 @@ def main() -> None:
     ap.add_argument("--plot", default="algo_compare.png")
     args = ap.parse_args()
 
-    lines = []
-    mnist = dict(width=args.mnist_width, num_envs=args.mnist_envs,
-                 rollout_length=args.mnist_rollout, total_interactions=args.mnist_interactions,
-                 update_epochs=2, num_minibatches=4, updates_per_chunk=4)
-    # EWMA centre of mass = policy steps per iteration (2 epochs x 4 minibatches = 8)
+    # EWMA centre of mass = policy steps per iteration: 8 in both setups (MNIST 2 epochs x 4
+    # minibatches, CoinRun 1 epoch x 8)
     decay = 8 / 9
-    for algo in ("ppo", "ppo_ewma") if args.only != "coinrun" else ():
-        cfg = TrainConfig.preset("MNIST-v0", algo=algo, ewma_decay=decay, **mnist)
-        lines.append(curve_line("MNIST-v0", cfg, args.seeds))
-        print(json.dumps(lines[-1]), flush=True)
-
-    if args.only == "mnist":
-        pass
-    elif args.coinrun_specs:
-        for path in args.coinrun_specs:
-            for line in sweep_lines(path, args.sweep_out):
-                lines.append(line)
-                print(json.dumps(line), flush=True)
-    elif "CoinRun-v0" in envs_jax.registered_names():
-        coin = dict(env_kwargs={"distribution_mode": "easy"}, network="impala",
-                    width=args.coinrun_width, num_envs=args.coinrun_envs,
-                    rollout_length=args.coinrun_rollout,
-                    total_interactions=args.coinrun_interactions, gamma=0.999, gae_lambda=0.95,
-                    lr=2e-3, num_minibatches=8, updates_per_chunk=8)
-        # CPU scale: the settings under which tests/test_game_learning.py's PPO learns CoinRun
-        # (1 epoch). PPG-EWMA: 1 policy + 1 value epoch per iteration and, to fit a 2-core CPU,
-        # an auxiliary phase every 8 iterations of 2 epochs (PPG's defaults: 32 and 6).
-        runs = [dict(algo="ppo", update_epochs=1),
-                dict(algo="ppg_ewma", objective="kl", update_epochs=1, value_epochs=1,
-                     ppg_n_pi=8, aux_epochs=2, ewma_decay=decay)]
-        for extra in runs:
-            cfg = TrainConfig(env="CoinRun-v0", **coin, **extra)
-            lines.append(curve_line("CoinRun-v0", cfg, args.seeds))
-            print(json.dumps(lines[-1]), flush=True)
-    else:
-        print(json.dumps({"bench": "algo_compare", "env": "CoinRun-v0",
-                          "skipped": "CoinRun-v0 is not registered on this checkout"}))
+    lines = []
+    if args.only != "coinrun":
+        lines += mnist_lines(args, decay)
+    if args.only != "mnist":
+        lines += (coinrun_spec_lines(args.coinrun_specs, args.sweep_out) if args.coinrun_specs
+                  else coinrun_lines(args, decay))
     plot(lines, args.plot)
 
     if args.only != "coinrun":
