@@ -37,8 +37,15 @@ import numpy as np
 import envs_jax
 from scalelab import TrainConfig, train
 from scalelab.algos import ppg
-from scalelab.members import MemberHparams, init_key, init_members, make_chunk_fn
-from scalelab.train import build_static, member_root_keys
+from scalelab.members import (
+    MemberHparams,
+    chunk_static,
+    init_key,
+    init_members,
+    make_chunk_fn,
+    member_root_keys,
+)
+from scalelab.sweep.plan import member_network
 
 
 def curve_line(env: str, cfg: TrainConfig, seeds: int) -> dict[str, Any]:
@@ -104,7 +111,8 @@ def memory_line(cfg: TrainConfig, members: int) -> dict[str, Any]:
     arg_bytes = {}
     for algo in ("ppo", "ppg"):
         c = dataclasses.replace(cfg, algo=algo).validate()
-        static, net_cfg = build_static(c, env, obs_shape)
+        net_cfg = member_network(dataclasses.replace(c, network=c.network or "mlp"))
+        static = chunk_static(c, env, net_cfg, c.num_envs, c.updates_per_chunk)
         keys = member_root_keys(list(range(members)))
         params = jax.tree.map(lambda *x: np.stack(x), *[
             networks.init_params(net_cfg, init_key(k), obs_shape, env.num_actions) for k in keys

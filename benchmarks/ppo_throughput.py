@@ -33,7 +33,11 @@ import jax
 import numpy as np
 
 from scalelab import report
-from scalelab.train import RunResult, TrainConfig, execute, prepare
+from scalelab.config import TrainConfig
+from scalelab.sweep.plan import make_plan
+from scalelab.sweep.run import FusedRunner, execute
+from scalelab.sweep.spec import parse_spec, spec_for_config
+from scalelab.train import RunResult
 
 MNIST_TARGET = 0.9
 
@@ -44,32 +48,35 @@ def _cpu_seconds() -> float:
 
 
 def measure(config: TrainConfig, num_seeds: int) -> tuple[dict, RunResult]:
-    """Compile, warm up, then time one full training run of `config` with num_seeds members."""
-    run = prepare(config, num_seeds)
+    """Compile, warm up, then time one full training run of `config` with num_seeds members
+    through the runner `scalelab.train` uses (every chunk program compiled and run once first)."""
+    runner = FusedRunner(make_plan(parse_spec(spec_for_config(config, num_seeds))))
     t0 = time.perf_counter()
-    compiled = run.compile(run.initial_state())
+    execute(runner, runner.init_state())  # warm-up: compiles every chunk shape, runs them once
     compile_s = time.perf_counter() - t0
-    first = run.chunk_sizes[0]
-    jax.block_until_ready(compiled[first](run.initial_state(), run.hparams, run.env_params))
-
-    state = run.initial_state()
+    state = runner.init_state()
     jax.block_until_ready(state)
     cpu0 = _cpu_seconds()
-    result = execute(run, compiled, state, compile_s, progress=False)
+    t0 = time.perf_counter()
+    state, rows = execute(runner, state)
+    jax.block_until_ready(state)
+    train_s = time.perf_counter() - t0
     cpu = _cpu_seconds() - cpu0
+    result = RunResult.from_rows(config, runner, rows, state.groups[0].params, compile_s,
+                                 train_s)
     interactions = int(result.interactions[-1]) * num_seeds
     line = {
         "bench": "ppo_throughput",
         "env": config.env,
-        "network": run.net_cfg.family,
+        "network": result.network,
         "width": config.width,
         "params": result.params,
         "forward_flops_per_interaction": result.flops_per_interaction,
         "seeds": num_seeds,
         "interactions_per_seed": int(result.interactions[-1]),
         "batch": f"{config.num_envs}x{config.rollout_length}",
-        "updates_per_chunk": run.static.updates_per_chunk,
-        "compile_s": round(compile_s, 2),
+        "updates_per_chunk": config.updates_per_chunk,
+        "warmup_s": round(compile_s, 2),  # compile + one untimed run of every chunk
         "train_s": round(result.train_seconds, 3),
         "interactions_per_s": float(f"{interactions / result.train_seconds:.3g}"),
         "interactions_per_cpu_s": float(f"{interactions / cpu:.3g}"),

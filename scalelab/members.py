@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -21,12 +22,14 @@ import optax
 from flax import struct
 from jax import lax
 
+from scalelab import networks
 from scalelab.algos import decoupled, ppo
 from scalelab.algos import ppg as ppg_lib
 from scalelab.algos.ewma import EwmaState, ewma_init
 from scalelab.algos.gae import gae
 from scalelab.algos.noise_scale import NoiseEstimate, minibatch_noise_estimate
 from scalelab.algos.objectives import OBJECTIVES, PolicyCoefs
+from scalelab.config import TrainConfig
 
 Params = Any
 
@@ -60,7 +63,7 @@ class MemberHparams(struct.PyTreeNode):
     imp_samp_max: jax.Array | float = 100.0
 
     @classmethod
-    def from_config(cls, config: Any, num_members: int) -> MemberHparams:
+    def from_config(cls, config: TrainConfig, num_members: int) -> MemberHparams:
         """A config's same-named values (e.g. a TrainConfig's) repeated over `num_members`
         members: every field (num_members,) float32."""
         return cls(**{
@@ -196,6 +199,36 @@ class ChunkStatic:
     def with_updates_per_chunk(self, k: int) -> ChunkStatic:
         """The same structure advancing k updates per call."""
         return dataclasses.replace(self, updates_per_chunk=k)
+
+
+def chunk_static(config: TrainConfig, env: Any, network: networks.NetworkConfig,
+                 num_envs: int, updates_per_chunk: int) -> ChunkStatic:
+    """The chunk structure of a validated config's members on `network` (a member's own network
+    or its group's padded one), with num_envs envs and updates_per_chunk updates per call."""
+    module = networks.build(network, env.num_actions)
+    phasic = decoupled.is_phasic(config.algo)
+    return ChunkStatic(
+        env=env,
+        apply_fn=module.apply,
+        num_envs=num_envs,
+        rollout_length=config.rollout_length,
+        update_epochs=config.update_epochs,
+        num_minibatches=config.num_minibatches,
+        updates_per_chunk=updates_per_chunk,
+        total_updates=config.num_updates,
+        anneal_lr=config.anneal_lr,
+        adam_eps=config.adam_eps,
+        level_seed=config.level_seed,
+        algo=config.algo,
+        objective=config.objective,
+        value_epochs=config.value_epochs,
+        ppg_n_pi=config.ppg_n_pi,
+        aux_epochs=config.aux_epochs,
+        aux_num_minibatches=config.aux_minibatches,
+        aux_apply_fn=partial(module.apply, return_aux=True) if phasic else None,
+        noise_scale=config.noise_scale or config.batch_schedule == "adaptive",
+        member_env_params=has_level_pool(env),
+    )
 
 
 def member_root_keys(seeds: jax.Array | list[int]) -> jax.Array:

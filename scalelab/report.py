@@ -1,48 +1,15 @@
-"""Learning-curve output of training runs: CSV rows, PNG plots and one-line text summaries."""
+"""Learning-curve output of `scalelab.train` results: PNG plots and one-line text summaries
+(the curves themselves are the run directory's metrics.csv)."""
 
 from __future__ import annotations
 
-import csv
-import math
 import os
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from scalelab.train import RunResult
-
-# The long format `fitting` reads (one row per member and log point), then run descriptors and
-# the other logged diagnostics.
-CSV_COLUMNS = (
-    "params", "flops_per_interaction", "seed", "interactions", "score", "lr", "gamma",
-    "gae_lambda", "env", "network", "width", "depth", "score_kind",
-)
-
-
-def write_curves_csv(results: Sequence[RunResult], path: str | os.PathLike) -> None:
-    """Write every member's learning curve of every result to `path` (one row per log point).
-
-    Columns: CSV_COLUMNS, then each metric of RunResult.metrics (window means).
-    """
-    metric_names = sorted({name for r in results for name in r.metrics})
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([*CSV_COLUMNS, *metric_names])
-        for r in results:
-            c = r.config
-            for m, seed in enumerate(r.seeds):
-                for t, interactions in enumerate(r.interactions):
-                    writer.writerow([
-                        r.params, r.flops_per_interaction, seed, int(interactions),
-                        _fmt(r.score[m, t]), c.lr, c.gamma, c.gae_lambda, c.env,
-                        r.network, c.width, "" if c.depth is None else c.depth,
-                        r.score_kind,
-                        *(_fmt(r.metrics[k][m, t]) if k in r.metrics else "" for k in metric_names),
-                    ])
-
-
-def _fmt(x: float) -> str:
-    return "nan" if not math.isfinite(float(x)) else repr(float(x))
 
 
 def mean_curve(result: RunResult) -> np.ndarray:
@@ -81,7 +48,6 @@ def plot_curves(
     results: Sequence[RunResult], path: str | os.PathLike, title: str | None = None
 ) -> None:
     """PNG of score vs interactions: the seed mean of each result, with its min-max band."""
-    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()

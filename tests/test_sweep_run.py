@@ -62,7 +62,7 @@ def _run_chunks(runner, n, state=None):
     state = runner.init_state() if state is None else state
     out = {i: {k: [] for k in METRICS} for i in range(len(runner.plan.members))}
     for _ in range(n):
-        state, metrics = runner.step(state)
+        state, metrics = runner.step(state, runner.plan.spec.updates_per_chunk)
         for g, m in enumerate(metrics):
             m = m._asdict()
             for s, i in enumerate(runner.plan.groups[g].members):
@@ -80,7 +80,7 @@ def base(tmp_path_factory):
     runner = FusedRunner(make_plan(parse_spec(SPEC, str(spec_file))))
     rd = RunDir(tmp / "run")
     rd.create(SPEC, runner.plan.to_json(), {})
-    execute(runner, rd, runner.init_state(), progress=False)
+    execute(runner, runner.init_state(), rd=rd, progress=False)
     return runner, rd, spec_file
 
 
@@ -167,7 +167,7 @@ def test_nan_in_one_member_is_flagged_and_others_unchanged(base, tmp_path):
         st.replace(params=poisoned) if k == g else st for k, st in enumerate(state.groups)))
     rd = RunDir(tmp_path / "run")
     rd.create(SPEC, runner.plan.to_json(), {})
-    execute(runner, rd, state, max_chunks=3, progress=False)
+    execute(runner, state, rd=rd, max_chunks=3, progress=False)
     manifest = rd.read_manifest()
     flagged = {r["member"]: (r["status"], r["fault_update"]) for r in manifest["members"]}
     assert flagged.pop(victim) == ("non_finite", 1)
@@ -347,7 +347,7 @@ def test_ppg_ewma_kl_power_schedule_equals_trainer_and_resumes_exactly(tmp_path)
     assert plan.chunk_envs == (2, 2, 4) and plan.total_interactions == 256
     rd = RunDir(tmp_path / "full")
     rd.create(POWER, plan.to_json(), {})
-    final = execute(runner, rd, runner.init_state(), progress=False)
+    final, _ = execute(runner, runner.init_state(), rd=rd, progress=False)
     full = _rows(rd)
     assert [int(r["interactions"]) for r in full if r["member"] == "0"] == [
         32, 64, 96, 128, 192, 256]
@@ -356,12 +356,12 @@ def test_ppg_ewma_kl_power_schedule_equals_trainer_and_resumes_exactly(tmp_path)
 
     part = RunDir(tmp_path / "part")
     part.create(POWER, plan.to_json(), {})
-    execute(runner, part, runner.init_state(), max_chunks=2, progress=False)
+    execute(runner, runner.init_state(), rd=part, max_chunks=2, progress=False)
     ckpt = _Checkpoints(part, runner)
     state = ckpt.restore_latest()
     ckpt.close()
     assert int(state.chunk) == 2 and state.groups[0].obs.shape[1] == 4
-    execute(runner, part, state, progress=False)
+    execute(runner, state, rd=part, progress=False)
     assert _rows(part) == full
 
 
@@ -407,7 +407,7 @@ def coinrun(tmp_path_factory):
     initial = jax.tree.map(np.array, state.env_params)  # copies: the state is donated
     rd = RunDir(tmp_path_factory.mktemp("coinrun") / "run")
     rd.create(COINRUN, runner.plan.to_json(), {})
-    final = execute(runner, rd, state, progress=False)
+    final, _ = execute(runner, state, rd=rd, progress=False)
     return runner, rd, initial, final
 
 
@@ -452,10 +452,10 @@ def test_coinrun_sweep_resumed_from_a_checkpoint_equals_uninterrupted(coinrun, t
     runner, ref, _, _ = coinrun
     rd = RunDir(tmp_path / "run")
     rd.create(COINRUN, runner.plan.to_json(), {})
-    execute(runner, rd, runner.init_state(), max_chunks=1, progress=False)
+    execute(runner, runner.init_state(), rd=rd, max_chunks=1, progress=False)
     ckpt = _Checkpoints(rd, runner)
     state = ckpt.restore_latest()
     ckpt.close()
     assert int(state.chunk) == 1
-    execute(runner, rd, state, progress=False)
+    execute(runner, state, rd=rd, progress=False)
     assert _rows(rd) == _rows(ref)

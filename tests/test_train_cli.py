@@ -1,39 +1,53 @@
-"""`scalelab train` end to end on a tiny CartPole run: CSV rows, PNG, summary, bad flags."""
+"""`scalelab train` end to end on a tiny CartPole run: the sweep run directory, its PNG and
+summary, resume by re-running, refusal of another config there, bad flags (exit 2)."""
 
-import csv
+import json
 
 import numpy as np
 import pytest
 
 from scalelab.cli import main
+from scalelab.networks import NetworkConfig, param_count
+from scalelab.sweep.rundir import RunDir
+
+ARGV = ["train", "--env", "CartPole-v1", "--interactions", "1536", "--num-envs", "4",
+        "--rollout-length", "32", "--num-minibatches", "2", "--update-epochs", "1",
+        "--updates-per-chunk", "4", "--seeds", "2", "--seed", "3", "--width", "0.25",
+        "--set", "ent_coef=0.0", "--quiet"]
 
 
-def test_train_writes_curves_and_summary(tmp_path, capsys):
+def test_train_writes_a_sweep_run_dir_and_resumes_it(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["train", "--env", "CartPole-v1", "--interactions", "1536", "--num-envs", "4",
-            "--rollout-length", "32", "--num-minibatches", "2", "--update-epochs", "1",
-            "--updates-per-chunk", "4", "--seeds", "2", "--seed", "3", "--width", "0.25",
-            "--set", "ent_coef=0.0", "--out", str(out), "--quiet"]
-    assert main(argv) == 0
+    assert main([*ARGV, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "CartPole-v1" in printed and "over 2 seed(s)" in printed
-
-    with open(out / "curves.csv") as f:
-        rows = list(csv.DictReader(f))
+    rd = RunDir(out)
+    manifest = rd.read_manifest()
+    assert manifest["complete"] and manifest["updates_done"] == 12
+    assert [m["seed"] for m in manifest["members"]] == [3, 4]
+    assert "ent_coef = 0.0" in rd.read_spec_text()
+    rows = rd.read_metrics()
     # 1536 / 128 = 12 updates = chunks of 4, 4, 4 -> 3 log points per seed
     assert len(rows) == 6
-    assert sorted({int(r["seed"]) for r in rows}) == [3, 4]
-    assert [int(r["interactions"]) for r in rows[:3]] == [512, 1024, 1536]
-    from scalelab.networks import NetworkConfig, param_count
-
+    assert [int(r["interactions"]) for r in rows if r["seed"] == "3"] == [512, 1024, 1536]
     n = param_count(NetworkConfig("mlp", width=0.25), (4,), 2)
     assert {int(r["params"]) for r in rows} == {n}
     scores = np.array([float(r["score"]) for r in rows])
-    returns = np.array([float(r["episode_return"]) for r in rows])
-    np.testing.assert_array_equal(scores, returns)  # CartPole's score is the episode return
+    np.testing.assert_array_equal(scores, [float(r["episode_return"]) for r in rows])
     assert np.all((scores >= 1) & (scores <= 500))  # CartPole returns lie in [1, 500]
     assert (out / "curves.png").stat().st_size > 1000
-    assert "ent_coef" in (out / "configs.json").read_text()
+    assert json.loads((out / "plan.json").read_text())["family"] == "mlp"
+
+    # the same command again finds the run complete and rewrites nothing
+    before = (out / "metrics.csv").read_text()
+    assert main([*ARGV, "--out", str(out)]) == 0
+    assert (out / "metrics.csv").read_text() == before
+
+    # another config into the same directory is refused, the run left as it was
+    capsys.readouterr()
+    assert main([*ARGV, "--lr", "1e-3", "--out", str(out)]) == 2
+    assert "differs" in capsys.readouterr().err
+    assert (out / "metrics.csv").read_text() == before
 
 
 @pytest.mark.parametrize("argv,match", [
@@ -43,7 +57,13 @@ def test_train_writes_curves_and_summary(tmp_path, capsys):
     (["--env", "Nope-v0"], "Nope-v0"),
 ])
 def test_train_rejects_bad_input_naming_it(argv, match, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["train", "--out", str(tmp_path / "x"), *argv])
-    assert match in str(exc.value)
+    assert main(["train", "--out", str(tmp_path / "x"), *argv]) == 2
+    assert match in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_train_refuses_an_out_that_is_a_file_before_training(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main([*ARGV, "--out", str(f)]) == 2
+    assert "is a file" in capsys.readouterr().err

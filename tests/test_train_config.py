@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from scalelab.train import PRESETS, TrainConfig
+from scalelab.config import PRESETS, TrainConfig
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from scalelab import TrainConfig, train
-from scalelab.train import prepare
+from scalelab.sweep.plan import make_plan
+from scalelab.sweep.run import FusedRunner
+from scalelab.sweep.spec import parse_spec, spec_for_config
 
 # A tiny MLP on CoinRun's pixels keeps the compile short; 2 updates refresh the whole pool.
 CONFIG = TrainConfig(env="CoinRun-v0", env_kwargs=dict(pool_size=16, refresh_size=8),
@@ -17,11 +19,16 @@ CONFIG = TrainConfig(env="CoinRun-v0", env_kwargs=dict(pool_size=16, refresh_siz
                      updates_per_chunk=2)
 
 
+def _initial_pool_ids(config, num_seeds):
+    runner = FusedRunner(make_plan(parse_spec(spec_for_config(config, num_seeds))))
+    return np.asarray(runner.init_state().env_params[0].pool_ids)
+
+
 def test_members_own_level_pools_that_depend_on_their_seed_alone():
-    ids = np.asarray(prepare(CONFIG, num_seeds=2).env_params.pool_ids)
+    ids = _initial_pool_ids(CONFIG, 2)
     assert ids.shape == (2, 16)
     assert not set(ids[0]) & set(ids[1])  # seeds share no level
-    alone = np.asarray(prepare(dataclasses.replace(CONFIG, seed=1)).env_params.pool_ids)
+    alone = _initial_pool_ids(dataclasses.replace(CONFIG, seed=1), 1)
     np.testing.assert_array_equal(alone[0], ids[1])
 
 

@@ -32,9 +32,13 @@ On a GPU the buffer assignment differs (library convolutions, native max-pool gr
 fusions), so the estimate there is a CPU-calibrated guide, likely high for CNNs; `--compile` on
 the GPU host gives the GPU's own number.
 
-Batch size: the members of a sweep share one batch schedule (`[train] batch_schedule` "fixed"
-or "power"; both are functions of the interactions done, so the whole sweep grows together at
-chunk boundaries): `Plan.chunk_envs` holds num_envs of every chunk.
+Budget and chunks: every member runs the budget rounded down to whole updates, in chunks of
+`updates_per_chunk` updates and a shorter last chunk if needed. The members of a sweep share one
+batch schedule (`[train] batch_schedule`): "fixed" and "power" are functions of the interactions
+done, so `Plan.chunks` lists (num_envs, updates) of every chunk in advance and the whole sweep
+grows together at chunk boundaries; "adaptive" (allowed when the members differ only by seed,
+as in `scalelab.train`) grows from the noise scale measured over all members, so its chunks are
+decided by the runner as it goes (`Plan.chunks` is then only the first chunk's plan).
 """
 
 from __future__ import annotations
@@ -46,13 +50,21 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+import envs_jax
+from scalelab import networks
+from scalelab.algos import decoupled
+from scalelab.algos.ppg import aux_buffer_bytes
+from scalelab.config import TrainConfig, default_family
+from scalelab.members import has_level_pool
 from scalelab.sweep.spec import SpecError, SweepSpec, train_config
 
 __all__ = [
-    "Group", "Member", "Plan", "choose_partition", "make_plan", "member_network",
-    "memory_per_member", "policy_param_count",
+    "Group", "Member", "Plan", "choose_partition", "interactions_after", "make_plan",
+    "member_network", "memory_per_member", "policy_param_count",
 ]
 
 # Floats kept per transition in the rollout buffer besides observations (action, log-prob, value,
@@ -84,14 +96,14 @@ class Member:
     group: int
     slot: int
 
-    def row(self, spec: SweepSpec) -> dict[str, Any]:
+    def row(self, env: str, family: str) -> dict[str, Any]:
         """This member as a flat manifest row (JSON-safe)."""
         return {
             "member": self.index,
             "group": self.group,
             "slot": self.slot,
-            "env": spec.env,
-            "family": spec.family,
+            "env": env,
+            "family": family,
             "width": self.width,
             "depth": self.depth,
             "param_ratio": self.param_ratio,
@@ -122,59 +134,79 @@ class Group:
         return self.memory_per_member * len(self.members)
 
 
+def interactions_after(chunks: Sequence[tuple[int, int]], rollout_length: int, updates: Any
+                       ) -> Any:
+    """Interactions per member after `updates` updates (int, or an int array of them) of a run
+    whose chunks are (num_envs, updates) pairs: E(u) = Σ over updates done of num_envs · T."""
+    envs = np.asarray([e for e, _ in chunks], np.int64)
+    sizes = np.asarray([n for _, n in chunks], np.int64)
+    first = np.concatenate([[0], np.cumsum(sizes)])
+    starts = np.concatenate([[0], np.cumsum(sizes * envs * rollout_length)])
+    u = np.asarray(updates, np.int64)
+    c = np.clip(np.searchsorted(first, u, side="right") - 1, 0, len(chunks) - 1)
+    out = starts[c] + (u - first[c]) * envs[c] * rollout_length
+    return int(out) if out.ndim == 0 else out
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """The expanded sweep: members, groups and the update/chunk schedule.
 
-    chunk_envs[c]: num_envs of every member during chunk c (constant unless a "power" batch
-    schedule grows it); an update of chunk c takes chunk_envs[c] * rollout_length interactions.
+    family: the network family (the spec's, or `default_family` of the observations).
+    chunks[c]: (num_envs, updates) of chunk c: every member runs `updates` updates of
+    num_envs * rollout_length interactions in it (see the module docstring). env, env_params:
+    the built environment (shared by the runner).
     """
 
     spec: SweepSpec
+    family: str
     members: tuple[Member, ...]
     groups: tuple[Group, ...]
     obs_shape: tuple[int, ...]
     num_actions: int
     rollout_length: int
-    chunk_envs: tuple[int, ...]
+    chunks: tuple[tuple[int, int], ...]
+    env: Any = dataclasses.field(repr=False, compare=False, default=None)
+    env_params: Any = dataclasses.field(repr=False, compare=False, default=None)
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the batch schedule is "adaptive" (chunks decided while running)."""
+        return self.spec.train.get("batch_schedule") == "adaptive"
+
+    @property
+    def chunk_envs(self) -> tuple[int, ...]:
+        """num_envs of each planned chunk."""
+        return tuple(e for e, _ in self.chunks)
 
     @property
     def num_chunks(self) -> int:
         """Chunks (compiled calls) of the whole sweep."""
-        return len(self.chunk_envs)
+        return len(self.chunks)
 
     @property
     def interactions_per_update(self) -> int:
         """Interactions per update of the first chunk (of every chunk without a schedule)."""
-        return self.chunk_envs[0] * self.rollout_length
+        return self.chunks[0][0] * self.rollout_length
 
     @property
     def num_updates(self) -> int:
-        """Updates per member over the whole sweep (whole chunks)."""
-        return self.num_chunks * self.spec.updates_per_chunk
+        """Updates per member over the whole sweep."""
+        return sum(n for _, n in self.chunks)
 
     @property
     def total_interactions(self) -> int:
-        """Interactions per member actually run (the budget rounded up to whole chunks)."""
+        """Interactions per member actually run (the budget rounded down to whole updates)."""
         return self.interactions_after(self.num_updates)
 
     def state_envs(self, chunks_done: int) -> int:
         """num_envs of the sweep state after `chunks_done` chunks (the next chunk's; the last
         chunk's once all are done)."""
-        return self.chunk_envs[min(chunks_done, self.num_chunks - 1)]
+        return self.chunks[min(chunks_done, self.num_chunks - 1)][0]
 
     def interactions_after(self, updates: Any) -> Any:
-        """Interactions per member after `updates` updates (int, or an int array of them).
-
-        E(u) = Σ_{c < u // K} K·e_c·T + (u mod K)·e_{u // K}·T, e_c = chunk_envs[c].
-        """
-        k, t = self.spec.updates_per_chunk, self.rollout_length
-        envs = list(self.chunk_envs)
-        starts = [0, *itertools.accumulate(k * e * t for e in envs)]
-        u = np.asarray(updates, np.int64)
-        c = np.minimum(u // k, self.num_chunks - 1)
-        out = np.asarray(starts, np.int64)[c] + (u - c * k) * np.asarray(envs, np.int64)[c] * t
-        return int(out) if out.ndim == 0 else out
+        """Interactions per member after `updates` updates (see `interactions_after`)."""
+        return interactions_after(self.chunks, self.rollout_length, updates)
 
     @property
     def padding_overhead(self) -> float:
@@ -187,14 +219,16 @@ class Plan:
         s = self.spec
         lines = [
             f"sweep {s.name!r}: {len(self.members)} members in {len(self.groups)} groups, "
-            f"env {s.env}, network {s.family}",
-            f"  {self.total_interactions:,} interactions per member = {self.num_chunks} chunks x "
-            f"{s.updates_per_chunk} updates x "
-            + (f"{self.interactions_per_update} interactions" if len(set(self.chunk_envs)) == 1
-               else f"{self.rollout_length} steps x num_envs growing "
-                    f"{' -> '.join(str(e) for e in sorted(set(self.chunk_envs)))}")
-            + (f" (budget {s.interactions:,} rounded up)"
-               if self.total_interactions != s.interactions else ""),
+            f"env {s.env}, network {self.family}"
+            + ("" if s.family else " (default for its observations)"),
+            f"  {self.total_interactions:,} interactions per member = {self.num_updates} updates "
+            f"in {self.num_chunks} chunks of <= {s.updates_per_chunk}, "
+            + (f"{self.interactions_per_update} interactions each" if len(set(self.chunk_envs))
+               == 1 else f"{self.rollout_length} steps x num_envs growing "
+               f"{' -> '.join(str(e) for e in sorted(set(self.chunk_envs)))}")
+            + (f" (budget {s.interactions:,} rounded down)"
+               if self.total_interactions != s.interactions else "")
+            + (" (adaptive batch: chunks decided while running)" if self.adaptive else ""),
             f"  padded-FLOP overhead {100 * self.padding_overhead:.1f}% "
             f"(allowed {100 * s.max_padding_overhead:.0f}%)",
         ]
@@ -213,11 +247,12 @@ class Plan:
         """The plan as JSON-safe data (written as plan.json in a run directory)."""
         return {
             "name": self.spec.name,
+            "family": self.family,
             "obs_shape": list(self.obs_shape),
             "num_actions": self.num_actions,
             "interactions_per_update": self.interactions_per_update,
             "rollout_length": self.rollout_length,
-            "chunk_envs": list(self.chunk_envs),
+            "chunks": [list(c) for c in self.chunks],
             "num_chunks": self.num_chunks,
             "updates_per_chunk": self.spec.updates_per_chunk,
             "total_interactions": self.total_interactions,
@@ -233,7 +268,7 @@ class Plan:
                 }
                 for g in self.groups
             ],
-            "members": [m.row(self.spec) for m in self.members],
+            "members": [m.row(self.spec.env, self.family) for m in self.members],
         }
 
 
@@ -299,12 +334,6 @@ def memory_per_member(
     layers' output floats; the c's are _OBS and _PER_LAYER_KIND. T rollout length, E envs
     (`num_envs`, default train_cfg.num_envs: pass a batch schedule's largest).
     """
-    import jax.numpy as jnp
-
-    from scalelab import networks
-    from scalelab.algos import decoupled
-    from scalelab.algos.ppg import aux_buffer_bytes
-
     envs = train_cfg.num_envs if num_envs is None else num_envs
     batch = envs * train_cfg.rollout_length
     minibatch = batch // train_cfg.num_minibatches
@@ -329,10 +358,6 @@ def activation_floats(network: Any, obs_shape: tuple[int, ...], num_actions: int
     (shifted input slices of the layers `scalelab.networks` computes as tap sums on this
     backend), "dense" (hidden dense layers). From the layers' shapes under `jax.eval_shape`
     (flax's captured intermediates; nothing is computed)."""
-    import jax
-
-    from scalelab import networks
-
     module = networks.build(network, num_actions)
     obs = jax.ShapeDtypeStruct((1, *obs_shape), np.uint8)
 
@@ -365,46 +390,34 @@ def activation_floats(network: Any, obs_shape: tuple[int, ...], num_actions: int
     return out
 
 
-def member_network(spec: SweepSpec, width: float, depth: int | None) -> Any:
-    """The NetworkConfig a member of `spec` trains at its own width: the spec's family and
-    activation, plus the auxiliary value head when the algorithm is PPG or PPG-EWMA."""
-    from scalelab import networks
-    from scalelab.algos import decoupled
-
+def member_network(config: TrainConfig) -> networks.NetworkConfig:
+    """The NetworkConfig a member trains at its own width: its family and activation, plus the
+    auxiliary value head when the algorithm is PPG or PPG-EWMA (`config.network` resolved)."""
     return networks.NetworkConfig(
-        spec.family, width=width, depth=depth, activation=spec.activation,
-        aux_value_head=decoupled.is_phasic(_base_config(spec).algo),
+        config.network, width=config.width, depth=config.depth, activation=config.activation,
+        aux_value_head=decoupled.is_phasic(config.algo),
     )
 
 
 def policy_param_count(network: Any, obs_shape: tuple[int, ...], num_actions: int) -> int:
     """Parameters of the policy tower and its logits head only (the paper's N): what acting
     needs, without the value tower, the value head or PPG's auxiliary value head."""
-    import jax
-
-    from scalelab import networks
-
     tree = networks.param_shapes(network, obs_shape, num_actions)["params"]
     return sum(math.prod(x.shape) for name in ("policy_encoder", "policy_head")
                for x in jax.tree.leaves(tree[name]))
 
 
-def _base_config(spec: SweepSpec) -> Any:
-    """The TrainConfig shared by all members apart from their axis values."""
-    return train_config(spec, width=1.0, seed=0, lr=spec.lr_rule.base)
-
-
-def _chunk_envs(spec: SweepSpec, base_cfg: Any) -> tuple[int, ...]:
-    """num_envs of each chunk: whole chunks until the budget is reached, the batch schedule
-    (fixed or power, never adaptive: see spec.py) applied after each as `scalelab train` does."""
+def _chunks(spec: SweepSpec, base_cfg: TrainConfig) -> tuple[tuple[int, int], ...]:
+    """(num_envs, updates) of each chunk: chunks of updates_per_chunk updates while the budget
+    allows, then a shorter one; the batch schedule applied after each chunk (an adaptive one,
+    which needs measured noise scales, is planned as if it never grew: see the module docstring).
+    """
     schedule = base_cfg.schedule()
-    if schedule.kind == "adaptive":
-        raise SpecError(f"{spec.path}: [train] batch_schedule: 'adaptive' cannot run in a sweep")
     k, t = spec.updates_per_chunk, base_cfg.rollout_length
     envs, done, out = base_cfg.num_envs, 0, []
-    while done < spec.interactions:
-        out.append(envs)
-        done += k * envs * t
+    while (n := min(k, (spec.interactions - done) // (envs * t))) > 0:
+        out.append((envs, n))
+        done += n * envs * t
         envs = schedule.next_envs(envs, done, math.nan, envs * t // base_cfg.num_minibatches)
     return tuple(out)
 
@@ -418,13 +431,8 @@ def _member_grid(spec: SweepSpec) -> list[dict[str, Any]]:
 
 def make_plan(spec: SweepSpec) -> Plan:
     """Expand `spec` into members and groups. Builds the env (a bad `[env.kwargs]` is a
-    SpecError) and uses the networks' exact parameter and FLOP counts; compiles nothing."""
-    import jax
-
-    import envs_jax
-    from scalelab import networks
-    from scalelab.members import has_level_pool
-
+    SpecError), resolves the network family, and uses the networks' exact parameter and FLOP
+    counts; compiles nothing."""
     try:
         env, env_params = envs_jax.make(spec.env, **spec.env_kwargs)
     except (TypeError, ValueError) as exc:
@@ -432,9 +440,11 @@ def make_plan(spec: SweepSpec) -> Plan:
     space = env.observation_space(env_params)
     obs_shape = tuple(space.shape)
     num_actions = int(env.num_actions)
+    family = spec.family or default_family(obs_shape)
+    base_cfg = train_config(spec, network=family, width=1.0, seed=0, lr=spec.lr_rule.base)
 
-    def net(width: float, depth: int | None) -> Any:
-        return member_network(spec, width, depth)
+    def net(width: float, depth: int | None) -> networks.NetworkConfig:
+        return member_network(dataclasses.replace(base_cfg, width=width, depth=depth))
 
     grid = _member_grid(spec)
     rows = []
@@ -450,8 +460,7 @@ def make_plan(spec: SweepSpec) -> Plan:
               if k not in ("width", "param_ratio", "depth", "seed", "lr_scale")}
         rows.append(dict(width=float(width), depth=depth, param_ratio=ratio, seed=combo["seed"],
                          lr=spec.lr_rule.lr(width, depth) * scale, lr_scale=scale, hparams=hp))
-    base_cfg = _base_config(spec)
-    chunk_envs = _chunk_envs(spec, base_cfg)
+    chunks = _chunks(spec, base_cfg)
     # a member-owned level pool per member (see scalelab.sweep.run)
     pool_bytes = sum(np.asarray(x).nbytes for x in jax.tree.leaves(env_params)) if (
         has_level_pool(env)) else 0
@@ -498,8 +507,10 @@ def make_plan(spec: SweepSpec) -> Plan:
             unpadded_flops=sum(members[i].flops_per_interaction for i in idx),
             padded_flops=len(idx) * networks.forward_flops(gcfg, obs_shape, num_actions),
             memory_per_member=memory_per_member(gcfg, obs_shape, space.dtype, num_actions,
-                                                base_cfg, max(chunk_envs), pool_bytes),
+                                                base_cfg, max(e for e, _ in chunks),
+                                                pool_bytes),
         ))
-    return Plan(spec=spec, members=tuple(members), groups=tuple(groups), obs_shape=obs_shape,
-                num_actions=num_actions, rollout_length=base_cfg.rollout_length,
-                chunk_envs=chunk_envs)
+    return Plan(spec=spec, family=family, members=tuple(members), groups=tuple(groups),
+                obs_shape=obs_shape, num_actions=num_actions,
+                rollout_length=base_cfg.rollout_length, chunks=chunks, env=env,
+                env_params=env_params)

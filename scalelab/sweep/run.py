@@ -1,6 +1,8 @@
 """Fused sweep runner: one jitted call advances every group K updates, sharded over devices.
 
-Each group of a plan is a member-vmapped trainer chunk (`scalelab.train.make_chunk_fn`) over
+The one driver of the lab: `scalelab.train` and `scalelab sweep run` both run here.
+
+Each group of a plan is a member-vmapped trainer chunk (`scalelab.members.make_chunk_fn`) over
 params zero-padded to the group's network; all groups run inside one `jax.jit` program whose
 member axes are sharded over a 1-D device mesh ("members"). Between calls the host writes the
 metrics of the chunk just done, flags faults in the manifest and, every `checkpoint_every`
@@ -23,35 +25,46 @@ pool per member in memory (~16 MiB for CoinRun's 1024 levels and their start fra
 plan` counts it) and the refresh's level generation once per member. Other environments
 (MNIST's dataset) keep one shared, replicated copy.
 
-Batch schedules: a "power" schedule depends only on the interactions done, so all members grow
-together between chunks (`scalelab.members.grow_members`, jitted); one program is compiled per
-num_envs; the state of chunk c has `Plan.state_envs(c)` envs, which is also how a checkpoint is
-restored.
+Chunks and batch schedules: a chunk runs (num_envs, updates) of the plan (a shorter last chunk
+when the budget ends inside one); one program is compiled per such shape. Between chunks all
+members grow together (`scalelab.members.grow_members`, jitted) when the schedule says so: a
+"power" schedule from the plan, an "adaptive" one from the noise scale pooled over all members
+(allowed only for seed-only sweeps, which is what `scalelab.train` runs). The manifest records the
+chunks done and the num_envs of the state after each, which is how a checkpoint is restored.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 from flax import struct
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
 
-from scalelab import members
+import envs_jax
+from scalelab import members, networks
+from scalelab.algos.noise_scale import noise_scale_from_sums
+from scalelab.config import TrainConfig
+from scalelab.members import MemberHparams, MemberState, UpdateMetrics
 from scalelab.sweep.plan import Plan, make_plan
 from scalelab.sweep.rundir import RunDir
-from scalelab.sweep.spec import SpecError, load_spec, parse_spec, train_config
+from scalelab.sweep.spec import SpecError, parse_spec, train_config
 
-__all__ = ["COUNTS", "FusedRunner", "SweepState", "execute", "run_sweep"]
+__all__ = ["COUNTS", "FusedRunner", "Progress", "SweepState", "execute", "run_spec",
+           "run_sweep", "window_means"]
 
 _AXIS = "members"
 # What the manifest's size columns count (see scalelab.sweep.plan).
@@ -70,15 +83,59 @@ class SweepState(struct.PyTreeNode):
 
     groups: one MemberState per group (leading axis: the group's slots, padded to a multiple of
     the device count). frozen: per group (slots,) bool. fault_update: per group (slots,) int32,
-    the update at which a fault was seen (-1: none). chunk: () int32, chunks done. env_params:
-    per group the slots' own env params (leading slot axis) for envs with a level pool, else ().
+    the update at which a fault was seen (-1: none). chunk: () int32, chunks done; updates: ()
+    int32, updates done. env_params: per group the slots' own env params (leading slot axis) for
+    envs with a level pool, else ().
     """
 
     groups: tuple
     frozen: tuple
     fault_update: tuple
     chunk: jax.Array
+    updates: jax.Array
     env_params: tuple = ()
+
+
+class Progress(NamedTuple):
+    """What a `progress` callback receives after each chunk."""
+
+    chunks_done: int
+    interactions_done: int
+    total_interactions: int
+    faults: int
+    seconds: float
+    score: float
+
+
+def window_means(chunk_metrics: UpdateMetrics, batch_size: int) -> dict[str, np.ndarray]:
+    """Host-side reduction of (M, K) per-update metrics to per-member window values (M,)."""
+    shape = np.shape(chunk_metrics.reward_sum)
+    m = {k: np.broadcast_to(np.asarray(v, np.float64), shape)
+         for k, v in chunk_metrics._asdict().items()}
+    k = m["reward_sum"].shape[1]
+    episodes = m["episodes"].sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {
+            "reward_per_step": m["reward_sum"].sum(1) / (k * batch_size),
+            "episodes": episodes,
+            "episode_return": np.where(
+                episodes > 0, m["episode_return_sum"].sum(1) / episodes, np.nan
+            ),
+            "episode_length": np.where(
+                episodes > 0, m["episode_length_sum"].sum(1) / episodes, np.nan
+            ),
+        }
+    for name in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "grad_norm",
+                 "lr", "prox_kl"):
+        out[name] = m[name].mean(1)
+    out["noise_g2"], out["noise_trace"] = m["noise_g2"].mean(1), m["noise_trace"].mean(1)
+    out["noise_scale"] = noise_scale_from_sums(m["noise_g2"], m["noise_trace"], axis=1)
+    out["batch_size"] = np.full(m["noise_g2"].shape[0], float(batch_size))
+    phases = m["aux_phase"].sum(1)
+    for name in ("aux_kl", "aux_value_loss"):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[name] = np.where(phases > 0, (m[name] * m["aux_phase"]).sum(1) / phases, np.nan)
+    return out
 
 
 def _finite_members(tree: Any) -> jax.Array:
@@ -101,37 +158,29 @@ def _select(frozen: jax.Array, old: jax.Array, new: jax.Array) -> jax.Array:
     return jnp.where(frozen.reshape((-1,) + (1,) * (old.ndim - 1)), old, new)
 
 
-def _init_padded(cfg: Any, group_cfg: Any, obs_shape: tuple[int, ...], num_actions: int,
-                 key: jax.Array) -> Any:
+def _init_padded(cfg: networks.NetworkConfig, group_cfg: networks.NetworkConfig,
+                 obs_shape: tuple[int, ...], num_actions: int, key: jax.Array) -> Any:
     """A member's params initialized at its own config from its root key, padded to the group's."""
-    from scalelab import networks
-    from scalelab.train import init_key
-
-    own = networks.init_params(cfg, init_key(key), obs_shape, num_actions)
+    own = networks.init_params(cfg, members.init_key(key), obs_shape, num_actions)
     return networks.pad_params(own, cfg, group_cfg, obs_shape, num_actions)
 
 
 class FusedRunner:
-    """The compiled program of a plan: initial state, one fused step, shardings.
+    """The compiled program of a plan: initial state, one fused chunk, growth, shardings.
 
     devices: the devices to shard members over (default: all of them, every host's).
     """
 
     def __init__(self, plan: Plan, devices: Sequence[Any] | None = None):
-        import envs_jax
-        from scalelab import networks
-        from scalelab.sweep.plan import member_network
-        from scalelab.train import MemberHparams, build_static
-
         self.plan = plan
         spec = plan.spec
         devices = list(jax.devices() if devices is None else devices)
         self.mesh = Mesh(np.array(devices), (_AXIS,))
         self.members_sharding = NamedSharding(self.mesh, PartitionSpec(_AXIS))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
-        self.env, env_params = envs_jax.make(spec.env, **spec.env_kwargs)
-        self._env_params_host = jax.tree.map(np.asarray, env_params)
-        self.env_params = jax.device_put(env_params, self.replicated)
+        self.env = plan.env
+        self._env_params_host = jax.tree.map(np.asarray, plan.env_params)
+        self.env_params = jax.device_put(plan.env_params, self.replicated)
         self.member_pools = members.has_level_pool(self.env)
         self.score_kind = envs_jax.score_kind(spec.env)
         n_dev = len(devices)
@@ -140,76 +189,69 @@ class FusedRunner:
         self.slots = [
             list(g.members) + [g.members[0]] * (-len(g.members) % n_dev) for g in plan.groups
         ]
-        self.configs = [
-            train_config(spec, width=m.width, depth=m.depth, seed=m.seed, lr=m.lr,
-                         total_interactions=plan.total_interactions, **m.hparams)
+        self.configs: list[TrainConfig] = [
+            train_config(spec, network=plan.family, width=m.width, depth=m.depth, seed=m.seed,
+                         lr=m.lr, **m.hparams)
             for m in plan.members
         ]
-        self.networks = [member_network(spec, m.width, m.depth) for m in plan.members]
-        self.statics, self.hparams = [], []
-        for g, slots in zip(plan.groups, self.slots, strict=True):
-            static, _ = build_static(self.configs[g.members[0]], self.env, plan.obs_shape)
-            module = networks.build(g.network, plan.num_actions)
-            self.statics.append(dataclasses.replace(
-                static, apply_fn=module.apply, updates_per_chunk=spec.updates_per_chunk,
-                aux_apply_fn=None if static.aux_apply_fn is None else partial(
-                    module.apply, return_aux=True),
-                num_envs=plan.chunk_envs[0], member_env_params=self.member_pools,
-            ))
-            hp = [MemberHparams.from_config(self.configs[i], 1) for i in slots]
-            self.hparams.append(jax.tree.map(lambda *x: np.concatenate(x), *hp))
-        self._hparams_host = tuple(self.hparams)
-        self.hparams = tuple(self._shard(hp) for hp in self.hparams)
-        self._compiled: dict[int, Any] = {}
+        self.schedule = self.configs[0].schedule()
+        self.networks = [networks.NetworkConfig(
+            plan.family, width=c.width, depth=c.depth, activation=c.activation,
+            aux_value_head=plan.groups[0].network.aux_value_head) for c in self.configs]
+        self.statics = [
+            members.chunk_static(self.configs[g.members[0]], self.env, g.network,
+                                 plan.chunks[0][0], spec.updates_per_chunk)
+            for g in plan.groups
+        ]
+        hparams = [jax.tree.map(lambda *x: np.concatenate(x), *[
+            MemberHparams.from_config(self.configs[i], 1) for i in slots]) for slots in self.slots]
+        self._hparams_host = tuple(hparams)
+        self.hparams = tuple(self._shard(hp) for hp in hparams)
+        self.compile_seconds = 0.0
+        self._compiled: dict[tuple[int, int], Any] = {}
         self._grow: dict[tuple[int, int], Any] = {}
         self._jitted: dict[tuple, Any] = {}
 
-    def _jit(self, key: tuple, fn: Any) -> Any:
+    def _jit(self, key: tuple, fn: Callable) -> Any:
         """jax.jit(fn), kept under `key` so that a second init_state compiles nothing."""
         if key not in self._jitted:
             self._jitted[key] = jax.jit(fn)
         return self._jitted[key]
 
-    def _static(self, g: int, num_envs: int) -> Any:
-        return dataclasses.replace(self.statics[g], num_envs=num_envs)
+    def _static(self, g: int, num_envs: int, updates: int | None = None) -> members.ChunkStatic:
+        static = dataclasses.replace(self.statics[g], num_envs=num_envs)
+        return static if updates is None else static.with_updates_per_chunk(updates)
 
     def _shard(self, tree: Any) -> Any:
         return jax.device_put(tree, self.members_sharding)
 
+    def _keys(self, g: int) -> jax.Array:
+        return members.member_root_keys([self.plan.members[i].seed for i in self.slots[g]])
+
     def _group_params(self, g: int) -> Any:
         """Fresh params of group g's slots: each member initialized at its own width from its
         seed, then zero-padded, one member at a time (see `init_state`)."""
-        from scalelab.train import member_root_keys
-
         plan, group = self.plan, self.plan.groups[g]
-        keys = member_root_keys([plan.members[i].seed for i in self.slots[g]])
         inits = {cfg: self._jit(("params", cfg, group.network),
                                 partial(_init_padded, cfg, group.network, plan.obs_shape,
                                         plan.num_actions))
                  for cfg in {self.networks[i] for i in self.slots[g]}}
-        params = [inits[self.networks[i]](key) for i, key in zip(self.slots[g], keys, strict=True)]
+        params = [inits[self.networks[i]](key)
+                  for i, key in zip(self.slots[g], self._keys(g), strict=True)]
         return jax.tree.map(lambda *x: jnp.stack(x), *params)
 
     def _group_env_params(self, g: int, env_params: Any) -> Any:
         """Group g's slots' own env params (their level pools), or () if shared."""
-        from scalelab.members import init_level_pools
-        from scalelab.train import member_root_keys
-
         if not self.member_pools:
             return ()
-        keys = member_root_keys([self.plan.members[i].seed for i in self.slots[g]])
-        return init_level_pools(self.statics[g], keys, env_params)
+        return members.init_level_pools(self.statics[g], self._keys(g), env_params)
 
-    def _group_members(self, g: int, num_envs: int, hparams: Any, params: Any, env_params: Any
-                       ) -> Any:
+    def _group_members(self, g: int, num_envs: int, hparams: MemberHparams, params: Any,
+                       env_params: Any) -> MemberState:
         """Group g's initial MemberState from its params (optimizer, env resets, counters),
         with num_envs envs (grown from the first chunk's as the batch schedule does)."""
-        from scalelab.members import grow_members
-        from scalelab.train import init_members, member_root_keys
-
-        keys = member_root_keys([self.plan.members[i].seed for i in self.slots[g]])
-        state = init_members(self.statics[g], hparams, keys, params, env_params)
-        return grow_members(self.statics[g], state, num_envs, env_params)[1]
+        state = members.init_members(self.statics[g], hparams, self._keys(g), params, env_params)
+        return members.grow_members(self.statics[g], state, num_envs, env_params)[1]
 
     def _init(self, hparams: tuple, env_params: Any, num_envs: int) -> SweepState:
         pools = tuple(self._group_env_params(g, env_params) for g in range(len(hparams)))
@@ -220,12 +262,13 @@ class FusedRunner:
             frozen=tuple(jnp.zeros(len(s), bool) for s in self.slots),
             fault_update=tuple(jnp.full(len(s), -1, jnp.int32) for s in self.slots),
             chunk=jnp.zeros((), jnp.int32),
+            updates=jnp.zeros((), jnp.int32),
             env_params=pools if self.member_pools else (),
         )
 
     def _state_shardings(self, state: Any) -> Any:
         shardings = jax.tree.map(lambda _: self.members_sharding, state)
-        return shardings.replace(chunk=self.replicated)
+        return shardings.replace(chunk=self.replicated, updates=self.replicated)
 
     def init_state(self) -> SweepState:
         """The sweep's initial state, sharded over the mesh.
@@ -237,7 +280,7 @@ class FusedRunner:
         `networks.init_params` of the MNIST CNN (4 keys) hangs reproducibly (batched QR of the
         orthogonal init), and initializing straight into the sharding hung too.
         """
-        envs = self.plan.chunk_envs[0]
+        envs = self.plan.chunks[0][0]
         shape = jax.eval_shape(partial(self._init, num_envs=envs), self.hparams, self.env_params)
         device = jax.local_devices()[0]
         env_params = jax.device_put(self._env_params_host, device)
@@ -256,120 +299,141 @@ class FusedRunner:
             frozen=tuple(np.zeros(x.shape, bool) for x in shape.frozen),
             fault_update=tuple(np.full(x.shape, -1, np.int32) for x in shape.fault_update),
             chunk=np.zeros((), np.int32),
+            updates=np.zeros((), np.int32),
         )
         return jax.tree.map(
             lambda x, sh: jax.make_array_from_callback(x.shape, sh, lambda idx: x[idx]),
             host, self._state_shardings(shape))
 
-    def _fused(self, state: SweepState, hparams: tuple, env_params: Any, num_envs: int
-               ) -> tuple[SweepState, tuple]:
-        from scalelab.train import make_chunk_fn
-
-        k = self.plan.spec.updates_per_chunk
+    def _fused(self, state: SweepState, hparams: tuple, env_params: Any, num_envs: int,
+               updates: int) -> tuple[SweepState, tuple]:
         groups, pools, frozen, faults, metrics = [], [], [], [], []
         for g, (s, h, fr, fu) in enumerate(zip(state.groups, hparams, state.frozen,
                                                state.fault_update, strict=True)):
             ep = state.env_params[g] if self.member_pools else env_params
-            new, new_ep, m = make_chunk_fn(self._static(g, num_envs), carry_env_params=True)(
-                s, h, ep)
+            new, new_ep, m = members.make_chunk_fn(
+                self._static(g, num_envs, updates), carry_env_params=True)(s, h, ep)
             first_bad = _first_bad_update(m)
-            ok = _finite_members(new.params) & (first_bad == k)
+            ok = _finite_members(new.params) & (first_bad == updates)
             newly = ~ok & ~fr
             fr_next = fr | ~ok
             groups.append(jax.tree.map(partial(_select, fr_next), s, new))
             if self.member_pools:
                 pools.append(jax.tree.map(partial(_select, fr_next), ep, new_ep))
             frozen.append(fr_next)
-            faults.append(jnp.where(newly, state.chunk * k + jnp.minimum(first_bad, k - 1) + 1,
-                                    fu))
+            faults.append(jnp.where(
+                newly, state.updates + jnp.minimum(first_bad, updates - 1) + 1, fu))
             metrics.append(m)
         new_state = SweepState(tuple(groups), tuple(frozen), tuple(faults), state.chunk + 1,
-                               tuple(pools))
+                               state.updates + updates, tuple(pools))
         return new_state, tuple(metrics)
 
     def _grown(self, state: SweepState, env_params: Any, num_envs: int) -> SweepState:
         """The state with every group grown from its current num_envs to `num_envs`."""
-        from scalelab.members import grow_members
-
         groups = []
         for g, s in enumerate(state.groups):
             ep = state.env_params[g] if self.member_pools else env_params
-            groups.append(grow_members(self._static(g, s.episode_return.shape[1]), s, num_envs,
-                                       ep)[1])
+            groups.append(members.grow_members(
+                self._static(g, s.episode_return.shape[1]), s, num_envs, ep)[1])
         return state.replace(groups=tuple(groups))
 
-    def lower_chunk(self, state: SweepState) -> Any:
-        """The fused chunk program lowered for `state`'s shapes (a SweepState of arrays or of
-        `jax.ShapeDtypeStruct`s: nothing is allocated): jax's Lowered, to compile."""
-        envs = state.groups[0].episode_return.shape[1]
-        fused = partial(self._fused, num_envs=envs)
+    def lower_chunk(self, state: SweepState, updates: int | None = None) -> Any:
+        """The fused chunk program of `updates` updates (default: updates_per_chunk) lowered
+        for `state`'s shapes (a SweepState of arrays or of `jax.ShapeDtypeStruct`s: nothing is
+        allocated): jax's Lowered, to compile."""
+        n = self.plan.spec.updates_per_chunk if updates is None else updates
+        fused = partial(self._fused, num_envs=state_envs(state), updates=n)
         return jax.jit(fused, donate_argnums=0).lower(state, self.hparams, self.env_params)
 
-    def compiled_chunk(self, state: SweepState) -> Any:
-        """The compiled fused chunk program for `state`'s batch shape (cached per num_envs):
+    def compiled_chunk(self, state: SweepState, updates: int) -> Any:
+        """The compiled fused chunk program for `state`'s batch shape and `updates` (cached):
         (state, hparams, env_params) -> (state, metrics), the state donated."""
-        envs = state.groups[0].episode_return.shape[1]
-        if envs not in self._compiled:
-            self._compiled[envs] = self.lower_chunk(state).compile()
-        return self._compiled[envs]
+        key = (state_envs(state), updates)
+        if key not in self._compiled:
+            t = time.perf_counter()
+            self._compiled[key] = self.lower_chunk(state, updates).compile()
+            self.compile_seconds += time.perf_counter() - t
+        return self._compiled[key]
 
-    def step(self, state: SweepState) -> tuple[SweepState, tuple]:
-        """Advance every group one chunk, then grow the batch if the schedule says so. Returns
-        the new state (the old one is donated) and per group its UpdateMetrics, fields
-        (slots, K)."""
-        envs = state.groups[0].episode_return.shape[1]
-        state, metrics = self.compiled_chunk(state)(state, self.hparams, self.env_params)
-        if len(set(self.plan.chunk_envs)) > 1:
-            nxt = self.plan.state_envs(int(np.asarray(state.chunk)))
-            if nxt != envs:
-                if (envs, nxt) not in self._grow:
-                    target = self.abstract_state(num_envs=nxt)
-                    self._grow[envs, nxt] = jax.jit(
-                        partial(self._grown, num_envs=nxt), donate_argnums=0,
-                        out_shardings=jax.tree.map(lambda x: x.sharding, target))
-                state = self._grow[envs, nxt](state, self.env_params)
-        return state, metrics
+    def step(self, state: SweepState, updates: int) -> tuple[SweepState, tuple]:
+        """Advance every group `updates` updates. Returns the new state (the old one is
+        donated) and per group its UpdateMetrics, fields (slots, updates)."""
+        return self.compiled_chunk(state, updates)(state, self.hparams, self.env_params)
 
-    def abstract_state(self, chunks_done: int = 0, num_envs: int | None = None) -> Any:
-        """Shapes, dtypes and shardings of a SweepState after `chunks_done` chunks (with
-        `num_envs` envs if given: the restore target of checkpoints)."""
-        envs = self.plan.state_envs(chunks_done) if num_envs is None else num_envs
+    def grow(self, state: SweepState, num_envs: int) -> SweepState:
+        """Every member grown to num_envs envs (the old state is donated)."""
+        envs = state_envs(state)
+        if envs == num_envs:
+            return state
+        if (envs, num_envs) not in self._grow:
+            t = time.perf_counter()
+            target = self.abstract_state(num_envs)
+            self._grow[envs, num_envs] = jax.jit(
+                partial(self._grown, num_envs=num_envs), donate_argnums=0,
+                out_shardings=jax.tree.map(lambda x: x.sharding, target),
+            ).lower(state, self.env_params).compile()
+            self.compile_seconds += time.perf_counter() - t
+        return self._grow[envs, num_envs](state, self.env_params)
+
+    def abstract_state(self, num_envs: int | None = None) -> Any:
+        """Shapes, dtypes and shardings of a SweepState with `num_envs` envs (default: the first
+        chunk's): the restore target of checkpoints."""
+        envs = self.plan.chunks[0][0] if num_envs is None else num_envs
         shape = jax.eval_shape(partial(self._init, num_envs=envs), self.hparams, self.env_params)
         return jax.tree.map(
             lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
             shape, self._state_shardings(shape))
 
+    def next_chunk(self, done: Sequence[tuple[int, int]], num_envs: int) -> tuple[int, int] | None:
+        """(num_envs, updates) of the chunk after the chunks `done`, for a state with num_envs
+        envs; None when the budget is spent."""
+        plan = self.plan
+        if not plan.adaptive:
+            return plan.chunks[len(done)] if len(done) < plan.num_chunks else None
+        spent = sum(e * n for e, n in done) * plan.rollout_length
+        n = min(plan.spec.updates_per_chunk,
+                (plan.spec.interactions - spent) // (num_envs * plan.rollout_length))
+        return (num_envs, n) if n > 0 else None
+
+    def next_envs(self, done: Sequence[tuple[int, int]], outputs: tuple) -> int:
+        """num_envs after the chunks `done`, the last of which produced host `outputs`: the
+        plan's, or (adaptive) the schedule's choice from the noise scale pooled over members."""
+        plan = self.plan
+        if not plan.adaptive:
+            return plan.state_envs(len(done))
+        g2 = np.concatenate([np.asarray(m.noise_g2, np.float64)[:len(plan.groups[g].members)]
+                             .mean(1) for g, m in enumerate(outputs)])
+        trace = np.concatenate([np.asarray(m.noise_trace, np.float64)[
+            :len(plan.groups[g].members)].mean(1) for g, m in enumerate(outputs)])
+        envs = done[-1][0]
+        batch = envs * plan.rollout_length
+        return self.schedule.next_envs(
+            envs, sum(e * n for e, n in done) * plan.rollout_length,
+            float(noise_scale_from_sums(g2, trace)), batch // self.configs[0].num_minibatches)
+
+
+def state_envs(state: SweepState) -> int:
+    """num_envs of a sweep state."""
+    return state.groups[0].episode_return.shape[1]
+
 
 def _to_host(tree: Any) -> Any:
     """Fetch a (possibly multi-host sharded) pytree as NumPy arrays on every process."""
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
         return multihost_utils.process_allgather(tree, tiled=True)
     return jax.tree.map(np.asarray, tree)
 
 
-def _log_points(metrics: Any, plan: Plan, chunk: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Window means over each `log_interval` updates: name -> (slots, K/L); update (K/L,)."""
-    from scalelab.train import window_means
-
-    k, li = plan.spec.updates_per_chunk, plan.spec.log_interval
-    slots = metrics.reward_sum.shape[0]
-    windows = jax.tree.map(lambda x: np.asarray(x).reshape(slots * (k // li), li), metrics)
-    means = window_means(windows, plan.chunk_envs[chunk] * plan.rollout_length)
-    # the trainer's "lr" is the step size used (annealed or not); the member's lr keeps its name
-    out = {_RENAMED.get(name, name): v.reshape(slots, k // li) for name, v in means.items()}
-    updates = chunk * k + li * np.arange(1, k // li + 1)
-    return out, updates
+def _windows(n: int, log_interval: int) -> list[tuple[int, int]]:
+    """Update ranges [a, b) of a chunk's log points: every log_interval updates, and its end."""
+    ends = [*range(log_interval, n, log_interval), n]
+    return list(zip([0, *ends[:-1]], ends, strict=True))
 
 
 class _Checkpoints:
     """Orbax checkpoints of SweepState under DIR/checkpoints, step = chunks done."""
 
     def __init__(self, rd: RunDir, runner: FusedRunner):
-        import orbax.checkpoint as ocp
-
-        self._ocp = ocp
         self.rd = rd
         self.runner = runner
         self.manager = ocp.CheckpointManager(
@@ -379,14 +443,19 @@ class _Checkpoints:
 
     def save(self, state: SweepState) -> None:
         step = int(np.asarray(state.chunk))
-        self.manager.save(step, args=self._ocp.args.StandardSave(state))
+        self.manager.save(step, args=ocp.args.StandardSave(state))
 
-    def restore_latest(self) -> SweepState | None:
-        """The newest checkpoint that restores; corrupt ones are reported and moved aside."""
+    def restore_latest(self, envs_at: Callable[[int], int | None] | None = None
+                       ) -> SweepState | None:
+        """The newest checkpoint that restores (`envs_at(step)`: its num_envs, None if unknown;
+        default: the plan's); corrupt ones are reported and moved aside."""
         for step in sorted(self.manager.all_steps(), reverse=True):
             try:
-                target = self.runner.abstract_state(step)
-                return self.manager.restore(step, args=self._ocp.args.StandardRestore(target))
+                envs = (self.runner.plan.state_envs if envs_at is None else envs_at)(step)
+                if envs is None:
+                    raise ValueError("the manifest does not record this step's batch shape")
+                target = self.runner.abstract_state(envs)
+                return self.manager.restore(step, args=ocp.args.StandardRestore(target))
             except Exception as exc:  # noqa: BLE001 -- any failure to read means "corrupt"
                 aside = self.rd.path / "corrupt_checkpoints" / str(step)
                 print(f"warning: checkpoint {step} in {self.rd.checkpoint_dir} failed to restore "
@@ -403,137 +472,210 @@ class _Checkpoints:
         self.manager.close()
 
 
-def _manifest(plan: Plan, runner: FusedRunner, state_host: SweepState | None,
-              updates_done: int) -> dict[str, Any]:
-    rows = []
+def _manifest(runner: FusedRunner, state_host: SweepState | None,
+              done: Sequence[tuple[int, int]], envs: Sequence[int]) -> dict[str, Any]:
+    """The manifest after the chunks `done` (envs: num_envs of the state after each of 0..)."""
+    plan = runner.plan
     status = {}
     if state_host is not None:
         for g, slots in enumerate(runner.slots):
             for s, i in enumerate(slots[:len(plan.groups[g].members)]):
                 fu = int(state_host.fault_update[g][s])
                 status[i] = ("non_finite", fu) if bool(state_host.frozen[g][s]) else ("ok", None)
+    rows = []
     for m, cfg in zip(plan.members, runner.configs, strict=True):
         st, fu = status.get(m.index, ("ok", None))
-        rows.append({**m.row(plan.spec), "gamma": cfg.gamma, "gae_lambda": cfg.gae_lambda,
-                     "status": st, "fault_update": fu})
+        rows.append({**m.row(plan.spec.env, plan.family), "gamma": cfg.gamma,
+                     "gae_lambda": cfg.gae_lambda, "status": st, "fault_update": fu})
+    updates = sum(n for _, n in done)
     return {
         "name": plan.spec.name,
+        "family": plan.family,
         "score_kind": runner.score_kind,
-        "updates_done": updates_done,
-        "total_updates": plan.num_updates,
+        "updates_done": updates,
+        "total_updates": None if plan.adaptive else plan.num_updates,
         "interactions_per_update": plan.interactions_per_update,
-        "interactions_done": plan.interactions_after(updates_done),
-        "complete": updates_done >= plan.num_updates,
+        "interactions_done": sum(e * n for e, n in done) * plan.rollout_length,
+        "complete": runner.next_chunk(done, envs[-1]) is None,
+        "chunks": [list(c) for c in done],
+        "state_envs": list(envs),
         "counts": COUNTS,
         "members": rows,
     }
 
 
-def _metric_rows(plan: Plan, runner: FusedRunner, manifest_rows: list[dict], chunk: int,
-                 outputs: tuple) -> tuple[list[dict[str, Any]], list[str]]:
+def _metric_rows(runner: FusedRunner, manifest_rows: list[dict], outputs: tuple,
+                 done: Sequence[tuple[int, int]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """metrics.csv rows of the last chunk of `done` from its host outputs (per group)."""
+    plan = runner.plan
+    envs, n = done[-1]
+    first = sum(k for _, k in done[:-1])
+    start = sum(e * k for e, k in done[:-1]) * plan.rollout_length
+    batch = envs * plan.rollout_length
     rows: list[dict[str, Any]] = []
     extra: list[str] = []
     for g, metrics in enumerate(outputs):
-        points, updates = _log_points(metrics, plan, chunk)
-        extra = sorted(points)
-        n = len(plan.groups[g].members)
-        for s, i in enumerate(runner.slots[g][:n]):
+        points = []
+        for a, b in _windows(n, plan.spec.log_interval):
+            means = window_means(jax.tree.map(lambda x, a=a, b=b: np.asarray(x)[:, a:b], metrics),
+                                 batch)
+            points.append((b, {_RENAMED.get(k, k): v for k, v in means.items()}))
+        extra = sorted(points[0][1])
+        for s, i in enumerate(runner.slots[g][:len(plan.groups[g].members)]):
             m = manifest_rows[i]
             # frozen now (before or during this chunk): this chunk's training was undone
             valid = m["status"] == "ok"
-            for j, u in enumerate(updates):
+            for b, values in points:
                 rows.append({
                     "run": i, **{c: m[c] for c in ("member", "group", "params",
                                                    "flops_per_interaction", "seed", "lr",
                                                    "gamma", "gae_lambda", "width", "depth")},
-                    "update": int(u),
-                    "interactions": plan.interactions_after(int(u)),
-                    "score": float(points[runner.score_kind][s, j]),
+                    "update": first + b,
+                    "interactions": start + b * batch,
+                    "score": float(values[runner.score_kind][s]),
                     "valid": valid,
-                    **{name: float(points[name][s, j]) for name in extra},
+                    **{name: float(values[name][s]) for name in extra},
                 })
     return rows, extra
 
 
-def execute(runner: FusedRunner, rd: RunDir, state: SweepState, *,
-            max_chunks: int | None = None, progress: bool = True) -> SweepState:
-    """Run the remaining chunks of `state`, writing metrics, manifest and checkpoints into `rd`.
-
-    Stops after `max_chunks` chunks of this call (None: until the sweep is done).
-    """
-    from tqdm.auto import tqdm
-
+def _progress_bar(runner: FusedRunner) -> Callable[[Progress], None]:
+    """The default progress display: a tqdm bar on stderr, updated after each chunk."""
     plan = runner.plan
-    spec = plan.spec
-    writer = jax.process_index() == 0
-    ckpt = _Checkpoints(rd, runner)
-    start = int(np.asarray(state.chunk))
-    end = plan.num_chunks if max_chunks is None else min(plan.num_chunks, start + max_chunks)
-    k = spec.updates_per_chunk
-    bar = tqdm(total=plan.total_interactions, initial=plan.interactions_after(start * k),
-               unit="step",
-               unit_scale=True, disable=not (progress and writer), dynamic_ncols=True,
-               desc=f"{spec.name}: {len(plan.members)} members/{len(plan.groups)} groups")
-    t0 = time.perf_counter()
+    bar = tqdm(total=plan.total_interactions if not plan.adaptive else plan.spec.interactions,
+               unit="step", unit_scale=True, dynamic_ncols=True,
+               desc=f"{plan.spec.name}: {len(plan.members)} members/{len(plan.groups)} groups")
+
+    def show(p: Progress) -> None:
+        bar.update(p.interactions_done - bar.n)
+        bar.set_postfix(faults=p.faults, score=f"{p.score:.4g}", chunks=p.chunks_done)
+        if p.interactions_done >= bar.total:
+            bar.close()
+
+    return show
+
+
+def execute(runner: FusedRunner, state: SweepState, *, rd: RunDir | None = None,
+            done: Sequence[tuple[int, int]] | None = None, max_chunks: int | None = None,
+            progress: bool | Callable[[Progress], None] = False,
+            ) -> tuple[SweepState, list[dict[str, Any]]]:
+    """Run the remaining chunks of `state` (after the chunks `done`: (num_envs, updates) pairs;
+    default: the plan's first `state.chunk`), returning the final state and the metrics rows.
+    With a run directory `rd`, every chunk's rows and the manifest are written there and
+    checkpoints saved every `checkpoint_every` chunks and at the end.
+
+    Stops after `max_chunks` chunks of this call (None: until the budget is spent). `progress`:
+    False (silent), True (a bar on stderr), or a function called with a `Progress` after each
+    chunk.
+    """
+    plan = runner.plan
+    writer = rd is not None and jax.process_index() == 0
+    ckpt = _Checkpoints(rd, runner) if rd is not None else None
+    report = _progress_bar(runner) if progress is True else (progress or None)
+    if report is not None and jax.process_index() != 0:
+        report = None
+    if done is None:
+        if plan.adaptive and int(np.asarray(state.chunk)):
+            raise ValueError("done: an adaptive run's chunks are not planned; pass them")
+        done = plan.chunks[:int(np.asarray(state.chunk))]
+    done = [tuple(c) for c in done]
+    envs = [*(e for e, _ in done), state_envs(state)]  # of the state after 0, 1, ... chunks
+    all_rows: list[dict[str, Any]] = []
+    t0, ran = time.perf_counter(), 0
     try:
-        for chunk in range(start, end):
-            state, outputs = runner.step(state)
+        while max_chunks is None or ran < max_chunks:
+            chunk = runner.next_chunk(done, envs[-1])
+            if chunk is None:
+                break
+            state, outputs = runner.step(state, chunk[1])
             host_out, state_host = _to_host((outputs, state.replace(groups=(), env_params=())))
-            manifest = _manifest(plan, runner, state_host, (chunk + 1) * spec.updates_per_chunk)
-            rows, extra = _metric_rows(plan, runner, manifest["members"], chunk, host_out)
+            done.append(chunk)
+            envs.append(runner.next_envs(done, host_out))
+            state = runner.grow(state, envs[-1])
+            manifest = _manifest(runner, state_host, done, envs)
+            rows, extra = _metric_rows(runner, manifest["members"], host_out, done)
+            all_rows.extend(rows)
             if writer:
                 rd.append_metrics(rows, extra)
                 rd.write_manifest(manifest)
-            done = chunk + 1
-            if done % spec.checkpoint_every == 0 or done == plan.num_chunks or done == end:
+            ran += 1
+            if ckpt is not None and (len(done) % plan.spec.checkpoint_every == 0
+                                     or manifest["complete"] or ran == max_chunks):
                 ckpt.save(state)
-            faults = sum(r["status"] != "ok" for r in manifest["members"])
-            bar.update(plan.interactions_after(done * k) - plan.interactions_after(chunk * k))
-            bar.set_postfix(faults=faults, chunk=f"{done}/{plan.num_chunks}",
-                            s_per_chunk=f"{(time.perf_counter() - t0) / (done - start):.2f}")
+            if report is not None:
+                scores = np.asarray([r["score"] for r in rows if r["valid"]], np.float64)
+                finite = scores[np.isfinite(scores)]
+                report(Progress(len(done), manifest["interactions_done"],
+                                plan.total_interactions, sum(r["status"] != "ok" for r in
+                                                             manifest["members"]),
+                                time.perf_counter() - t0,
+                                float(finite.mean()) if finite.size else math.nan))
     finally:
-        ckpt.close()
-        bar.close()
-    return state
+        if ckpt is not None:
+            ckpt.close()
+    return state, all_rows
 
 
-def run_sweep(spec_path: str | Path | None, out: str | Path, *, resume: bool = False,
-              max_chunks: int | None = None, progress: bool = True,
-              devices: Sequence[Any] | None = None) -> RunDir:
-    """Run (or resume) the sweep of `spec_path` into run directory `out`; returns the RunDir.
+def run_spec(text: str, path: str, out: str | Path, *, max_chunks: int | None = None,
+             progress: bool | Callable[[Progress], None] = False,
+             devices: Sequence[Any] | None = None) -> tuple[FusedRunner, SweepState]:
+    """Run (or resume) the sweep of spec `text` (named `path` in errors) into run directory
+    `out`; returns the runner and the final state.
 
     A fresh DIR: the spec and plan are fully validated before anything is written. An existing
-    DIR (or `resume`): the stored spec is used (a given spec must match it), the state comes
-    from the newest checkpoint that restores (none: from scratch), and metrics rows past it are
-    dropped before training continues.
+    run DIR: its stored spec must equal `text`, the state comes from the newest checkpoint that
+    restores (none: from scratch), and metrics rows past it are dropped before training
+    continues.
     """
     rd = RunDir(out)
-    if rd.exists():
-        text = rd.read_spec_text()
-        if spec_path is not None and Path(spec_path).read_text() != text:
-            raise SpecError(f"{spec_path}: differs from the spec of the sweep already in {out}; "
-                            f"use another --out")
-        spec = parse_spec(text, str(rd.spec_file))
-    elif resume or spec_path is None:
-        raise SpecError(f"{out}: no sweep to resume here (no manifest.json)")
-    else:
-        spec = load_spec(spec_path)
+    if rd.exists() and rd.read_spec_text() != text:
+        raise SpecError(f"{path}: differs from the spec of the run already in {out}; "
+                        f"use another output directory")
+    spec = parse_spec(text, path)
     plan = make_plan(spec)
     runner = FusedRunner(plan, devices)
-    state = None
+    state, done = None, []
     if rd.exists():
-        state = _Checkpoints(rd, runner).restore_latest()
+        manifest = rd.read_manifest()
+        recorded = [tuple(c) for c in manifest.get("chunks", [])]
+        envs = manifest.get("state_envs", [])
+        state = _Checkpoints(rd, runner).restore_latest(
+            lambda step: envs[step] if step < len(envs) else None)
     if state is None:
         state = runner.init_state()
         if jax.process_index() == 0:
-            rd.create(spec.text, plan.to_json(), _manifest(plan, runner, None, 0))
+            rd.create(spec.text, plan.to_json(), _manifest(runner, None, [], [state_envs(state)]))
     else:
-        done = int(np.asarray(state.chunk)) * spec.updates_per_chunk
+        done = recorded[:int(np.asarray(state.chunk))]
         if jax.process_index() == 0:
-            rd.truncate_metrics(done)
-            rd.write_manifest(_manifest(plan, runner, _to_host(state.replace(groups=(),
-                                                                             env_params=())),
-                                        done))
-    execute(runner, rd, state, max_chunks=max_chunks, progress=progress)
-    return rd
+            rd.truncate_metrics(sum(n for _, n in done))
+            rd.write_manifest(_manifest(runner, _to_host(state.replace(groups=(), env_params=())),
+                                        done, envs[:len(done) + 1]))
+    state, _ = execute(runner, state, rd=rd, done=done, max_chunks=max_chunks, progress=progress)
+    return runner, state
 
+
+def run_sweep(spec_path: str | Path | None, out: str | Path, *, resume: bool = False,
+              max_chunks: int | None = None, progress: bool | Callable[[Progress], None] = True,
+              devices: Sequence[Any] | None = None) -> RunDir:
+    """Run (or resume) the sweep of `spec_path` into run directory `out`; returns the RunDir.
+
+    `spec_path` None (or `resume`) continues the run already in `out` with its stored spec.
+    """
+    rd = RunDir(out)
+    if spec_path is None or (resume and rd.exists()):
+        if not rd.exists():
+            raise SpecError(f"{out}: no sweep to resume here (no manifest.json)")
+        if spec_path is not None and Path(spec_path).read_text() != rd.read_spec_text():
+            raise SpecError(f"{spec_path}: differs from the spec of the sweep already in {out}; "
+                            f"use another --out")
+        text, path = rd.read_spec_text(), str(rd.spec_file)
+    elif resume:
+        raise SpecError(f"{out}: no sweep to resume here (no manifest.json)")
+    else:
+        try:
+            text, path = Path(spec_path).read_text(), str(spec_path)
+        except OSError as exc:
+            raise SpecError(f"{spec_path}: cannot read spec: {exc.strerror}") from None
+    run_spec(text, path, out, max_chunks=max_chunks, progress=progress, devices=devices)
+    return rd

@@ -18,6 +18,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
+import envs_jax
+from scalelab.config import TrainConfig
+
 __all__ = [
     "SCHEMA",
     "AXIS_NAMES",
@@ -27,6 +32,8 @@ __all__ = [
     "expand_axis",
     "load_spec",
     "parse_spec",
+    "spec_for_config",
+    "train_config",
 ]
 
 
@@ -100,12 +107,13 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "name": _Key("str", None, "a registered env", "environment, e.g. MNIST-v0", True),
     },
     "network": {
-        "family": _Key("str", None, "", "network family: mnist_cnn | mlp | impala", True),
+        "family": _Key("str", None, "", "network family: mnist_cnn | mlp | impala (default: "
+                       "by observation shape, see scalelab.config.default_family)"),
         "activation": _Key("str", None, "", "activation override (default: family's)"),
     },
     "budget": {
         "interactions": _Key(
-            "int", _positive, "> 0", "env interactions per member (rounded up to whole chunks)",
+            "int", _positive, "> 0", "env interactions per member (rounded down to whole updates)",
             True,
         ),
         "updates_per_chunk": _Key(
@@ -186,7 +194,7 @@ class SweepSpec:
     description: str
     env: str
     env_kwargs: Mapping[str, Any]
-    family: str
+    family: str | None
     activation: str | None
     train: Mapping[str, Any]
     interactions: int
@@ -272,8 +280,6 @@ def expand_axis(path: str, key: str, raw: Any) -> tuple:
 
 def _train_fields() -> dict[str, Any]:
     """TrainConfig's fields → their resolved type annotations."""
-    from scalelab.train import TrainConfig
-
     hints = typing.get_type_hints(TrainConfig)
     return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
 
@@ -347,8 +353,6 @@ def parse_spec(text: str, path: str = "<spec>") -> SweepSpec:
     environment is registered, and that one TrainConfig per combination of hyperparameter values
     passes TrainConfig.validate(). Building the env (its kwargs) is left to the planner.
     """
-    import envs_jax
-
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -395,7 +399,7 @@ def parse_spec(text: str, path: str = "<spec>") -> SweepSpec:
         description=top.get("description", ""),
         env=env["name"],
         env_kwargs=dict(env_kwargs),
-        family=net["family"],
+        family=net.get("family"),
         activation=net.get("activation"),
         train=train,
         interactions=budget["interactions"],
@@ -424,7 +428,7 @@ _AXIS_USED_BY: dict[str, tuple[Callable[[str, str], bool], str]] = {
 
 def _check_sweepable(spec: SweepSpec) -> None:
     """Errors for trainer settings a sweep cannot run or that would make members identical:
-    an axis the algorithm ignores, and the adaptive batch schedule."""
+    an axis the algorithm ignores, and the adaptive batch schedule across different settings."""
     cfg = train_config(spec, width=1.0, seed=0, lr=spec.lr_rule.base)
     for key, (used, needs) in _AXIS_USED_BY.items():
         if key in spec.axes and len(spec.axes[key]) > 1 and not used(cfg.algo, cfg.objective):
@@ -433,12 +437,14 @@ def _check_sweepable(spec: SweepSpec) -> None:
                 f"objective = {cfg.objective!r} (it needs {needs}); its members would differ "
                 f"only in name"
             )
-    if cfg.batch_schedule == "adaptive":
+    varied = [k for k, v in spec.axes.items() if k != "seed" and len(v) > 1]
+    if cfg.batch_schedule == "adaptive" and varied:
         raise SpecError(
             f"{_where(spec.path, 'train', 'batch_schedule')}: 'adaptive' grows each member's "
             f"batch from its own measured noise scale, so the members of a vmapped group would "
-            f"need different batch shapes; sweeps run 'fixed' or 'power' (deterministic: the "
-            f"whole sweep grows together). Run an adaptive schedule per setting with "
+            f"need different batch shapes; a sweep over {', '.join(varied)} runs 'fixed' or "
+            f"'power' (deterministic: the whole sweep grows together), and 'adaptive' only over "
+            f"seeds (pooling their noise scales). Run an adaptive schedule per setting with "
             f"`scalelab train`, then fit its batch sizes with a power schedule "
             f"(`scalelab.algos.batch_schedule.fit_power_schedule`)"
         )
@@ -447,10 +453,9 @@ def _check_sweepable(spec: SweepSpec) -> None:
 def train_config(spec: SweepSpec, **member: Any):
     """The TrainConfig of one member: spec defaults overridden by the member's axis values.
 
-    `member` holds width (float), depth (int | None), seed, lr and any hyperparameter axes.
+    `member` holds width (float), depth (int | None), seed, lr and any hyperparameter axes (and
+    network, to resolve a spec without a family).
     """
-    from scalelab.train import TrainConfig
-
     fields = {
         "env": spec.env,
         "env_kwargs": dict(spec.env_kwargs),
@@ -491,6 +496,37 @@ def _validate_train_configs(spec: SweepSpec) -> None:
             else:
                 where = _where(spec.path, "train", field if field in spec.train else None)
             raise SpecError(f"{where}: {exc}") from None
+
+
+def spec_for_config(config: TrainConfig, num_seeds: int, name: str = "train") -> str:
+    """The TOML text of the sweep that trains `config` for seeds seed .. seed+num_seeds-1: one
+    size, lr exactly config.lr, one log point per chunk; what `scalelab.train` runs.
+
+    Raises ValueError when an env kwarg has no TOML form.
+    """
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
+    defaults = TrainConfig(env=config.env)
+    train = {k: v for k, v in fields.items() if k not in _OWNED_ELSEWHERE and v is not None
+             and v != getattr(defaults, k)}
+    doc: dict[str, Any] = {
+        "name": name,
+        "env": {"name": config.env, "kwargs": dict(config.env_kwargs)},
+        "network": {k: v for k, v in (("family", config.network),
+                                      ("activation", config.activation)) if v is not None},
+        "budget": {"interactions": config.total_interactions,
+                   "updates_per_chunk": config.updates_per_chunk,
+                   "log_interval": config.updates_per_chunk},
+        # width_power 0: lr = base exactly, whatever the width
+        "lr": {"base": float(config.lr), "width_power": 0.0},
+        "axes": {"width": [float(config.width)],
+                 "seed": list(range(config.seed, config.seed + num_seeds)),
+                 **({"depth": [config.depth]} if config.depth is not None else {})},
+        "train": train,
+    }
+    try:
+        return tomli_w.dumps(doc)
+    except TypeError as exc:
+        raise ValueError(f"env_kwargs: {exc} (a run directory stores settings as TOML)") from None
 
 
 def load_spec(path: str | Path) -> SweepSpec:
