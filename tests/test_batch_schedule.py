@@ -2,6 +2,7 @@
 TrainConfig's validation of the algorithm and schedule fields."""
 
 import functools
+import json
 
 import jax
 import numpy as np
@@ -12,6 +13,8 @@ import envs_jax
 from scalelab import TrainConfig, train
 from scalelab.algos.batch_schedule import BatchSchedule, fit_power_schedule
 from scalelab.members import grow_members
+from scalelab.sweep.run import run_spec
+from scalelab.sweep.spec import spec_for_config
 
 
 def test_power_schedule_doubles_from_the_floor_and_respects_the_cap():
@@ -99,3 +102,28 @@ def test_train_config_rejects_schedules_that_cannot_work():
     with pytest.raises(ValueError, match="aux_num_minibatches"):
         TrainConfig(**base, algo="ppg", aux_num_minibatches=7).validate()
     TrainConfig(**base, algo="ppo", aux_num_minibatches=7).validate()  # PPG's field, unused
+
+
+# MNIST's gradient noise scale (~10-100) exceeds a 4-sample minibatch: the batch grows
+ADAPTIVE = TrainConfig.preset("MNIST-v0", network="mlp", width=1 / 16, num_envs=2,
+                              rollout_length=4, num_minibatches=2, update_epochs=1,
+                              total_interactions=256, updates_per_chunk=2,
+                              batch_schedule="adaptive", batch_max_envs=8)
+
+
+def test_adaptive_train_grows_records_its_chunks_and_resumes_exactly(tmp_path):
+    full = train(ADAPTIVE, num_seeds=2, out=tmp_path / "full")
+    manifest = full.run_dir.joinpath("manifest.json").read_text()
+    chunks = json.loads(manifest)["chunks"]
+    envs = [e for e, _ in chunks]
+    assert envs[0] == 2 and max(envs) > 2 and envs == sorted(envs)
+    assert sum(e * n * 4 for e, n in chunks) == full.interactions[-1] <= 256
+    np.testing.assert_array_equal(full.metrics["batch_size"][0], [e * 4 for e, _ in chunks])
+    # two chunks, then a fresh process-like resume from the run directory
+    text = spec_for_config(ADAPTIVE, 2)
+    run_spec(text, "adaptive", tmp_path / "part", max_chunks=2)
+    resumed = train(ADAPTIVE, num_seeds=2, out=tmp_path / "part")
+    np.testing.assert_array_equal(resumed.interactions, full.interactions)
+    np.testing.assert_array_equal(resumed.score, full.score)
+    for k in ("policy_loss", "value_loss", "batch_size", "noise_scale"):
+        np.testing.assert_array_equal(resumed.metrics[k], full.metrics[k], err_msg=k)
