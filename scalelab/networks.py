@@ -17,7 +17,7 @@ Families (``NetworkConfig.family``):
 - ``"impala"`` — the IMPALA CNN as used by phasic policy gradient: three stacks with channels
   (16, 32, 32) x width, each a 3x3 SAME conv, a 3x3 stride-2 SAME max-pool and ``depth`` residual
   blocks (default 2) ``x + conv(act(conv(act(x))))``; then act, dense 256 x width, act. The width
-  multiplier scales the dense layer too (as the issue asks), so parameters grow about as width^2.
+  multiplier scales the dense layer too, so parameters grow about as width^2.
 
 Zero-padding: the dense layer that follows a conv trunk contracts the (H, W, C) axes with a kernel
 of shape (H, W, C, out) instead of flattening, so a narrower member's parameters embed into a

@@ -19,7 +19,7 @@ import csv
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,13 +131,3 @@ def _fmt(v: Any) -> str:
         return repr(v) if math.isfinite(v) else str(v)
     return str(v)
 
-
-def metric_rows(
-    members: Iterable[Mapping[str, Any]], per_member: Mapping[int, Iterable[Mapping[str, Any]]]
-) -> list[dict[str, Any]]:
-    """Join manifest rows with each member's log points into metrics.csv rows."""
-    rows = []
-    for m in members:
-        for point in per_member.get(m["member"], ()):
-            rows.append({"run": m["member"], **m, **point})
-    return rows

@@ -29,6 +29,9 @@ from typing import Any
 
 import jax
 
+from scalelab.sweep.plan import make_plan
+from scalelab.sweep.run import FusedRunner
+
 __all__ = ["FAST_COMPILE", "program_bytes", "xla_member_bytes"]
 
 # Compiler options that change code generation only (the buffer assignment stays the same).
@@ -47,9 +50,6 @@ def _group_program_bytes(plan: Any, group: Any, members: int,
                          compiler_options: dict[str, Any] | None) -> int:
     """program_bytes of the chunk program of `members` members of `group`'s network (their
     seeds 0..members-1; hyperparameter axes do not change shapes), on one device."""
-    from scalelab.sweep.plan import make_plan
-    from scalelab.sweep.run import FusedRunner
-
     net = group.network
     axes: dict[str, tuple] = {"width": (net.width,), "seed": tuple(range(members))}
     if "depth" in plan.spec.axes:
