@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -77,7 +78,7 @@ class _Place:
 class _Source:
     """Data files found: one .npz, or the four IDX files in IDX_STEMS order."""
 
-    kind: str
+    kind: Literal["npz", "idx"]
     files: tuple[Path, ...]
 
     @property
