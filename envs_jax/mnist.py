@@ -48,21 +48,26 @@ class MNISTEnv(environment.Environment[EnvState, EnvParams]):
     is set by the learner's discount, not by the environment.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, allow_custom: bool = False):
         self.path = path
+        self.allow_custom = allow_custom
 
     # Equal envs share jit caches (`self` is a static argument of step/reset), so repeated
     # make() calls do not recompile.
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.path == self.path
+        return (
+            type(other) is type(self)
+            and other.path == self.path
+            and other.allow_custom == self.allow_custom
+        )
 
     def __hash__(self) -> int:
-        return hash((type(self), self.path))
+        return hash((type(self), self.path, self.allow_custom))
 
     @property
     def default_params(self) -> EnvParams:
         """Params holding the MNIST training set found by `load_mnist(self.path)`."""
-        return mnist_params(self.path)
+        return mnist_params(self.path, allow_custom=self.allow_custom)
 
     @partial(jax.jit, static_argnames=("self",))
     def step(
@@ -187,9 +192,14 @@ def params_from_arrays(
 _DEVICE_PARAMS: dict[int, tuple[np.ndarray, EnvParams]] = {}
 
 
-def mnist_params(path: str | os.PathLike | None = None) -> EnvParams:
-    """Default EnvParams holding the MNIST training set from `load_mnist(path)`."""
-    data = load_mnist(path)
+def mnist_params(
+    path: str | os.PathLike | None = None, *, allow_custom: bool = False
+) -> EnvParams:
+    """Default EnvParams holding the MNIST training set from `load_mnist(path)`.
+
+    The data must be canonical MNIST unless `allow_custom` (see `load_mnist`).
+    """
+    data = load_mnist(path, allow_custom=allow_custom)
     key = id(data["x_train"])
     if key not in _DEVICE_PARAMS:
         _DEVICE_PARAMS[key] = (
@@ -200,12 +210,16 @@ def mnist_params(path: str | os.PathLike | None = None) -> EnvParams:
 
 
 def make_mnist(
-    path: str | os.PathLike | None = None, **overrides: Any
+    path: str | os.PathLike | None = None, allow_custom: bool = False, **overrides: Any
 ) -> tuple[MNISTEnv, EnvParams]:
     """Factory for `MNIST-v0`: (env, params) with the training set found by `load_mnist(path)`.
 
-    `overrides` replace non-data params fields (`max_steps_in_episode`, default 512).
+    `allow_custom=True` accepts data other than canonical MNIST, with a warning (see
+    `load_mnist`). `overrides` replace non-data params fields (`max_steps_in_episode`,
+    default 512).
     """
+    if not isinstance(allow_custom, bool):
+        raise ValueError(f"MNIST-v0: allow_custom must be true or false, got {allow_custom!r}")
     allowed = sorted(
         f.name for f in dataclasses.fields(EnvParams) if f.name not in ("images", "labels")
     )
@@ -214,7 +228,8 @@ def make_mnist(
         raise ValueError(f"MNIST-v0: unknown env params {unknown}; allowed: {allowed}")
     if "max_steps_in_episode" in overrides:
         _check_max_steps(overrides["max_steps_in_episode"])
-    return MNISTEnv(path), mnist_params(path).replace(**overrides)
+    params = mnist_params(path, allow_custom=allow_custom)
+    return MNISTEnv(path, allow_custom), params.replace(**overrides)
 
 
 def _check_max_steps(value: Any) -> None:

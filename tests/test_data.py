@@ -1,4 +1,4 @@
-"""Tests for envs_jax.data: finding, reading, validating and downloading MNIST."""
+"""Tests for envs_jax.data: finding, reading, validating, verifying and downloading MNIST."""
 
 import contextlib
 import functools
@@ -8,12 +8,26 @@ import http.server
 import socket
 import struct
 import threading
+import warnings
 
 import numpy as np
 import pytest
+from mnist_helpers import canonical_mnist_path
 
 from envs_jax import data
-from envs_jax.data import load_mnist, read_idx
+from envs_jax.data import (
+    ALLOW_CUSTOM_ENV,
+    CustomMnistWarning,
+    MnistDataError,
+    MnistNotFoundError,
+    content_digest,
+    load_mnist,
+    read_idx,
+)
+
+# Most tests read small synthetic sets, which are custom data by definition.
+pytestmark = pytest.mark.filterwarnings("ignore::envs_jax.data.CustomMnistWarning")
+load_custom = functools.partial(load_mnist, allow_custom=True)
 
 
 def synthetic(seed: int = 0, n_train: int = 50, n_test: int = 20) -> dict[str, np.ndarray]:
@@ -38,7 +52,7 @@ def write_idx(path, array, gz):
     raw += array.astype(np.uint8).tobytes()
     if gz:
         path = path.with_name(path.name + ".gz")
-        raw = gzip.compress(raw)
+        raw = gzip.compress(raw, compresslevel=1)
     path.write_bytes(raw)
 
 
@@ -52,9 +66,22 @@ def write_idx_dir(folder, arrays, gz):
 def assert_same(loaded, arrays):
     assert sorted(loaded) == sorted(arrays)
     for name, expected in arrays.items():
-        np.testing.assert_array_equal(loaded[name], expected)
+        # np.array_equal: assert_array_equal takes ~1 s on the 47 MB of canonical images.
+        assert np.array_equal(loaded[name], expected), name
         assert loaded[name].dtype == (np.uint8 if name.startswith("x") else np.int32)
         assert not loaded[name].flags.writeable
+
+
+@pytest.fixture(scope="module")
+def canonical_path():
+    return canonical_mnist_path()
+
+
+@pytest.fixture(scope="module")
+def canonical(canonical_path):
+    """The canonical arrays as stored in that file."""
+    with np.load(canonical_path) as npz:
+        return {name: npz[name] for name in data.IDX_STEMS}
 
 
 @pytest.fixture
@@ -62,6 +89,7 @@ def clean(monkeypatch, tmp_path):
     """No data variables set; the user cache folder is an empty temp folder."""
     monkeypatch.delenv("SCALELAB_MNIST", raising=False)
     monkeypatch.delenv("SCALELAB_DATA", raising=False)
+    monkeypatch.delenv(ALLOW_CUSTOM_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     return tmp_path
 
@@ -91,16 +119,16 @@ def file_server(folder):
 def test_npz_from_path_is_cached_and_read_only(clean):
     arrays = synthetic()
     path = write_npz(clean / "a.npz", arrays)
-    first = load_mnist(path)
+    first = load_custom(path)
     assert_same(first, arrays)
-    assert load_mnist(str(path)) is first
+    assert load_custom(str(path)) is first
 
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_folder(clean, gz):
     arrays = synthetic(seed=1)
     folder = write_idx_dir(clean / "idx", arrays, gz)
-    assert_same(load_mnist(folder), arrays)
+    assert_same(load_custom(folder), arrays)
     np.testing.assert_array_equal(
         read_idx(folder / (data.IDX_STEMS["y_test"] + (".gz" if gz else ""))), arrays["y_test"]
     )
@@ -109,29 +137,37 @@ def test_idx_folder(clean, gz):
 def test_lookup_order(clean, monkeypatch):
     by_var, by_data, by_cache, by_arg = (synthetic(seed=s) for s in range(4))
     write_npz(data.cache_dir() / "mnist.npz", by_cache)
-    assert_same(load_mnist(), by_cache)
+    assert_same(load_custom(), by_cache)
     write_npz(clean / "datadir" / "mnist.npz", by_data)
     monkeypatch.setenv("SCALELAB_DATA", str(clean / "datadir"))
-    assert_same(load_mnist(), by_data)
+    assert_same(load_custom(), by_data)
     monkeypatch.setenv("SCALELAB_MNIST", str(write_npz(clean / "v.npz", by_var)))
-    assert_same(load_mnist(), by_var)
-    assert_same(load_mnist(write_npz(clean / "arg.npz", by_arg)), by_arg)
+    assert_same(load_custom(), by_var)
+    assert_same(load_custom(write_npz(clean / "arg.npz", by_arg)), by_arg)
 
 
 def test_scalelab_data_may_hold_idx_files(clean, monkeypatch):
     arrays = synthetic(seed=5)
     monkeypatch.setenv("SCALELAB_DATA", str(write_idx_dir(clean / "d", arrays, gz=True)))
-    assert_same(load_mnist(), arrays)
+    assert_same(load_custom(), arrays)
 
 
 @pytest.mark.parametrize("how", ["argument", "variable"])
-def test_explicit_place_that_is_missing_is_an_error(clean, monkeypatch, how):
-    missing = clean / "nowhere.npz"
+@pytest.mark.parametrize("what", ["missing file", "folder without data"])
+def test_explicit_place_without_data_is_an_error(clean, monkeypatch, how, what):
+    place = clean / "nowhere.npz"
+    if what == "folder without data":
+        place.mkdir()
     write_npz(data.cache_dir() / "mnist.npz", synthetic())  # must not be used as a fallback
     if how == "variable":
-        monkeypatch.setenv("SCALELAB_MNIST", str(missing))
-    with pytest.raises(FileNotFoundError, match="nowhere.npz"):
-        load_mnist(missing if how == "argument" else None)
+        monkeypatch.setenv("SCALELAB_MNIST", str(place))
+    with pytest.raises(MnistNotFoundError) as info:
+        load_custom(place if how == "argument" else None)
+    assert isinstance(info.value, FileNotFoundError)
+    message = str(info.value)
+    assert str(place) in message
+    assert ("does not exist" if what == "missing file" else "holds neither") in message
+    assert ("SCALELAB_MNIST" if how == "variable" else "path argument") in message
 
 
 def _bad(**changes):
@@ -158,11 +194,48 @@ def test_malformed_npz(clean, arrays, message):
         load_mnist(write_npz(clean / "bad.npz", arrays))
 
 
-def test_not_an_npz(clean):
-    path = clean / "junk.npz"
-    path.write_bytes(b"this is not a zip archive")
-    with pytest.raises(ValueError, match="not a readable MNIST .npz"):
-        load_mnist(path)
+def _write_truncated(path):
+    np.savez_compressed(path, **synthetic())
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _write_corrupt_member(path):
+    np.savez_compressed(path, **synthetic())
+    raw = bytearray(path.read_bytes())
+    raw[200:260] = bytes(60)  # inside the deflated x_train member; the zip index stays intact
+    path.write_bytes(bytes(raw))
+
+
+def _write_npy(path):
+    with open(path, "wb") as f:
+        np.save(f, synthetic()["x_train"])
+
+
+@pytest.mark.parametrize(
+    ("write", "problem"),
+    [
+        (_write_truncated, "damaged zip archive, truncated or corrupt"),
+        (_write_corrupt_member, "truncated or corrupt"),
+        (lambda p: p.write_text("x_train,y_train\n0,5\n"), "not a zip archive; it begins with"),
+        (lambda p: p.write_bytes(b""), r"empty \(0 bytes\)"),
+        (_write_npy, "not a zip archive"),
+    ],
+    ids=["truncated", "corrupt member", "text", "empty", "npy"],
+)
+@pytest.mark.parametrize("how", ["argument", "variable", "cache"])
+def test_unreadable_file_error_names_path_and_remedy(clean, monkeypatch, write, problem, how):
+    path = data.cache_dir() / "mnist.npz" if how == "cache" else clean / "broken.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write(path)
+    if how == "variable":
+        monkeypatch.setenv("SCALELAB_MNIST", str(path))
+    with pytest.raises(MnistDataError, match=problem) as info:
+        load_custom(path if how == "argument" else None, url=closed_port_url())
+    message = str(info.value)
+    assert message.startswith(f"{path} is not a readable MNIST .npz file")
+    remedy = {"argument": "Pass the path of a good copy", "variable": "Point SCALELAB_MNIST",
+              "cache": "Delete it"}[how]
+    assert remedy in message and "\n" not in message
 
 
 def test_malformed_idx(clean):
@@ -184,13 +257,16 @@ def test_download_verified_into_cache(clean):
     served = write_npz(clean / "www" / "mnist.npz", arrays)
     digest = hashlib.sha256(served.read_bytes()).hexdigest()
     with file_server(served.parent) as base:
-        loaded = load_mnist(url=f"{base}/mnist.npz", sha256=digest)
+        loaded = load_custom(url=f"{base}/mnist.npz", sha256=digest)
     assert_same(loaded, arrays)
     cached = data.cache_dir() / "mnist.npz"
     assert cached.read_bytes() == served.read_bytes()
     assert sorted(p.name for p in data.cache_dir().iterdir()) == ["mnist.npz"]
     # Found in the cache now: no server, no download.
-    assert_same(load_mnist(url=closed_port_url()), arrays)
+    assert_same(load_custom(url=closed_port_url()), arrays)
+    # A download is verified by content too.
+    with pytest.raises(MnistDataError, match=f"{cached} .*differs from canonical MNIST"):
+        load_mnist(url=closed_port_url())
 
 
 def test_checksum_mismatch_keeps_nothing(clean):
@@ -226,3 +302,100 @@ def test_pinned_download_source():
     assert data.MNIST_SHA256 == (
         "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
     )
+
+
+def _flip_one_pixel(arrays):
+    images = arrays["x_train"].copy()
+    images[123, 14, 14] ^= 1
+    return {**arrays, "x_train": images}
+
+
+def _zero_images(arrays):
+    return {**arrays, "x_train": np.zeros_like(arrays["x_train"]),
+            "x_test": np.zeros_like(arrays["x_test"])}
+
+
+def _shuffle_labels(arrays):
+    return {**arrays, "y_train": np.random.default_rng(0).permutation(arrays["y_train"])}
+
+
+def _first_100(arrays):
+    return {name: values[:100] for name, values in arrays.items()}
+
+
+def assert_refused_as_not_canonical(file, **load_kwargs):
+    """load_mnist(**load_kwargs) refuses `file` as not canonical; returns the message."""
+    with pytest.raises(MnistDataError, match="differs from canonical MNIST") as info:
+        load_mnist(**load_kwargs)
+    message = str(info.value)
+    assert message.startswith(str(file)) and "allow_custom=True" in message
+    assert ALLOW_CUSTOM_ENV in message and "[env.kwargs]" not in message.split(":")[0]
+    return message
+
+
+def test_canonical_file_verifies_without_warning(clean, canonical_path, canonical):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_same(load_mnist(canonical_path), canonical)
+    assert content_digest(canonical) == data.MNIST_CONTENT_SHA256
+    assert {n: len(canonical[f"y_{n}"]) for n in data.SPLITS} == data.CANONICAL_SIZES
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_copy_of_canonical_verifies(clean, canonical, gz):
+    folder = write_idx_dir(clean / "idx", canonical, gz)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_same(load_mnist(folder), canonical)
+
+
+@pytest.mark.parametrize(
+    "tamper", [_zero_images, _shuffle_labels, _first_100],
+    ids=["all-zero images", "shuffled labels", "100-image subset"],
+)
+def test_changed_canonical_data_is_refused(clean, canonical, tamper):
+    path = write_npz(clean / "changed.npz", tamper(canonical))
+    message = assert_refused_as_not_canonical(path, path=path)
+    sizes = "100 training and 100 test" if tamper is _first_100 else "60000 training and 10000"
+    assert sizes in message
+
+
+@pytest.mark.parametrize("how", ["argument", "variable", "cache"])
+def test_one_changed_pixel_is_refused_wherever_found(clean, monkeypatch, canonical, how):
+    folder = data.cache_dir() if how == "cache" else clean
+    path = write_npz(folder / "mnist.npz", _flip_one_pixel(canonical))
+    if how == "variable":
+        monkeypatch.setenv("SCALELAB_MNIST", str(path))
+    message = assert_refused_as_not_canonical(
+        path, path=path if how == "argument" else None, url=closed_port_url()
+    )
+    if how == "cache":
+        assert "Delete it" in message
+
+
+@pytest.mark.parametrize("how", ["argument", "variable"])
+def test_allow_custom_accepts_a_small_set_and_warns(clean, monkeypatch, how):
+    arrays = synthetic(seed=9)
+    path = write_npz(clean / "custom.npz", arrays)
+    if how == "variable":
+        monkeypatch.setenv(ALLOW_CUSTOM_ENV, "1")
+    with pytest.warns(CustomMnistWarning, match=f"{path} .*differs from canonical MNIST"):
+        loaded = load_mnist(path, allow_custom=how == "argument")
+    assert_same(loaded, arrays)
+    # The permission is per call: the in-process cache does not carry it over.
+    monkeypatch.delenv(ALLOW_CUSTOM_ENV, raising=False)
+    assert_refused_as_not_canonical(path, path=path)
+
+
+def test_allow_custom_variable_must_be_a_flag(clean, monkeypatch):
+    monkeypatch.setenv(ALLOW_CUSTOM_ENV, "maybe")
+    with pytest.raises(ValueError, match=f"\\${ALLOW_CUSTOM_ENV} must be 1 or 0"):
+        load_mnist(write_npz(clean / "a.npz", synthetic()))
+
+
+def test_published_download_bytes_count_as_canonical(clean, monkeypatch):
+    path = write_npz(clean / "keras.npz", synthetic(seed=11))
+    monkeypatch.setattr(data, "MNIST_SHA256", hashlib.sha256(path.read_bytes()).hexdigest())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_mnist(path)

@@ -1,15 +1,15 @@
 """Tests for the MNIST-v0 environment: gymnax API, sampling, rewards, truncation, registry."""
 
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from mnist_helpers import canonical_mnist_path
 from scipy import stats
 
 import envs_jax
-from envs_jax.data import load_mnist
+from envs_jax.data import CustomMnistWarning, MnistDataError, load_mnist
 from envs_jax.mnist import MNISTEnv, params_from_arrays
 
 N_IMAGES = 40
@@ -60,10 +60,7 @@ def synthetic_npz(tmp_path):
 
 @pytest.fixture(scope="module")
 def real_mnist():
-    path = os.environ.get("SCALELAB_MNIST")
-    if not path:
-        pytest.skip("SCALELAB_MNIST is unset; point it at the real 60k mnist.npz to run this")
-    return path
+    return canonical_mnist_path()
 
 
 def test_api_shapes_dtypes_and_spaces():
@@ -180,22 +177,42 @@ def test_params_from_arrays_rejects_bad_data(images, labels, message):
         params_from_arrays(images, labels)
 
 
+@pytest.mark.filterwarnings("ignore::envs_jax.data.CustomMnistWarning")
 def test_make_loads_data_once_and_applies_overrides(synthetic_npz):
     assert "MNIST-v0" in envs_jax.registered_names()
-    env, params = envs_jax.make("MNIST-v0", path=synthetic_npz, max_steps_in_episode=7)
+    env, params = envs_jax.make(
+        "MNIST-v0", path=synthetic_npz, allow_custom=True, max_steps_in_episode=7
+    )
     assert isinstance(env, MNISTEnv) and params.max_steps_in_episode == 7
     saved = np.load(synthetic_npz)
     np.testing.assert_array_equal(params.images[..., 0], saved["x_train"])
     np.testing.assert_array_equal(params.labels, saved["y_train"])
     assert params.labels.dtype == jnp.int32
-    _, again = envs_jax.make("MNIST-v0", path=synthetic_npz)
+    _, again = envs_jax.make("MNIST-v0", path=synthetic_npz, allow_custom=True)
     assert again.images is params.images and again.max_steps_in_episode == 512
     assert env.default_params.images is params.images
-    assert env == envs_jax.make("MNIST-v0", path=synthetic_npz)[0] != MNISTEnv(None)
+    assert env == envs_jax.make("MNIST-v0", path=synthetic_npz, allow_custom=True)[0]
+    assert env != MNISTEnv(None) and env != MNISTEnv(synthetic_npz)
     with pytest.raises(ValueError, match=r"unknown env params \['max_steps'\]"):
-        envs_jax.make("MNIST-v0", path=synthetic_npz, max_steps=3)
+        envs_jax.make("MNIST-v0", path=synthetic_npz, allow_custom=True, max_steps=3)
     with pytest.raises(ValueError, match="max_steps_in_episode must be a positive integer"):
-        envs_jax.make("MNIST-v0", path=synthetic_npz, max_steps_in_episode=0)
+        envs_jax.make("MNIST-v0", path=synthetic_npz, allow_custom=True, max_steps_in_episode=0)
+
+
+def test_make_verifies_the_data_unless_custom_is_allowed(synthetic_npz, monkeypatch):
+    monkeypatch.delenv("SCALELAB_MNIST_ALLOW_CUSTOM", raising=False)
+    with pytest.raises(MnistDataError, match=f"{synthetic_npz} .*differs from canonical MNIST"):
+        envs_jax.make("MNIST-v0", path=synthetic_npz)
+    with pytest.raises(MnistDataError, match="differs from canonical MNIST"):
+        _ = MNISTEnv(synthetic_npz).default_params
+    with pytest.raises(ValueError, match="allow_custom must be true or false, got 'yes'"):
+        envs_jax.make("MNIST-v0", path=synthetic_npz, allow_custom="yes")
+    with pytest.warns(CustomMnistWarning, match=str(synthetic_npz)):
+        _, params = envs_jax.make("MNIST-v0", path=synthetic_npz, allow_custom=True)
+    assert params.images.shape == (30, 28, 28, 1)
+    with pytest.warns(CustomMnistWarning, match=str(synthetic_npz)):
+        custom = MNISTEnv(synthetic_npz, allow_custom=True).default_params
+    assert custom.images is params.images
 
 
 def test_score_kind():
