@@ -15,6 +15,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
 from scalelab.sweep.run import run_sweep
+from scalelab.sweep.rundir import metric_rows
 from scalelab.tensorboard import (
     TensorBoardMissing,
     TensorBoardWriter,
@@ -143,6 +144,18 @@ def test_repeated_writes_append_between_chunks(tmp_path):
             assert steps == [256, 512, 768][:chunk + 1]
     assert _events(logdir) == _expected(run)
     assert [len(list(d.glob("events.*"))) for d in sorted(logdir.iterdir())] == [1, 1]
+
+
+def test_typed_rows_joined_with_the_manifest_write_only_their_metrics(tmp_path):
+    points = {0: [{"update": 1, "interactions": 64, "score": 0.5, "valid": True,
+                   "entropy": 2.25, "noise_scale": float("nan")}],
+              1: [{"update": 1, "interactions": 64, "score": 0.25, "valid": False,
+                   "entropy": 2.0}]}
+    with TensorBoardWriter(tmp_path, MEMBERS) as writer:
+        assert writer.write(metric_rows(MEMBERS, points)) == 2
+    assert _events(tmp_path) == {"m000_w0.125_seed0_lr3e-4": {"score": [(64, 0.5)],
+                                                              "entropy": [(64, 2.25)]},
+                                 "m001_w0.125_seed1_lr3e-4": {}}
 
 
 def test_purge_step_hides_what_a_resumed_run_writes_again(tmp_path):
