@@ -192,11 +192,12 @@ def export_run(run_dir: str | Path, logdir: str | Path) -> int:
     """Export a finished or partial run directory to TensorBoard under `logdir`.
 
     Reads manifest.json and metrics.csv (see scalelab.sweep.rundir); returns the number of
-    scalars written. Raises FileNotFoundError if `run_dir` has no manifest.json and
-    TensorBoardMissing when the extra is not installed.
+    scalars written. An earlier export into the same `logdir` is hidden (purged from step 0), so
+    exporting again shows each point once. Raises FileNotFoundError if `run_dir` has no
+    manifest.json and TensorBoardMissing when the extra is not installed.
     """
     rd = RunDir(run_dir)
     if not rd.exists():
         raise FileNotFoundError(f"{run_dir}: no manifest.json here; not a scalelab run directory")
-    with TensorBoardWriter(logdir, rd.read_manifest()["members"]) as writer:
+    with TensorBoardWriter(logdir, rd.read_manifest()["members"], purge_step=0) as writer:
         return writer.write(rd.read_metrics())

@@ -130,6 +130,8 @@ def test_export_of_hand_built_run_equals_metrics_csv(tmp_path):
     assert "noise_scale" in got["m000_w0.125_seed0_lr3e-4"]
     assert not {"member", "seed", "lr", "width", "update", "valid", "interactions"} & set(
         got["m000_w0.125_seed0_lr3e-4"])
+    # exporting again replaces the first export in TensorBoard's view
+    assert export_run(run, tmp_path / "tb") == n and _events(tmp_path / "tb") == want
 
 
 def test_repeated_writes_append_between_chunks(tmp_path):
