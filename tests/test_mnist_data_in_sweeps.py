@@ -30,12 +30,6 @@ def test_plan_refuses_a_broken_file_with_its_path_and_no_traceback(truncated_mni
     assert "Traceback" not in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="scalelab/sweep/plan.py reports every ValueError of envs_jax.make as an [env.kwargs] "
-    "error; it needs `except MnistDataError` ahead of that (owned by the scalelab restructuring)",
-)
 def test_plan_does_not_blame_env_kwargs_for_a_broken_file(truncated_mnist, capsys):
     main(["sweep", "plan", str(QUICKSTART)])
     assert "[env.kwargs]" not in capsys.readouterr().err

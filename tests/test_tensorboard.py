@@ -15,7 +15,6 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
 from scalelab.sweep.run import run_sweep
-from scalelab.sweep.rundir import metric_rows
 from scalelab.tensorboard import (
     TensorBoardMissing,
     TensorBoardWriter,
@@ -154,7 +153,9 @@ def test_typed_rows_joined_with_the_manifest_write_only_their_metrics(tmp_path):
               1: [{"update": 1, "interactions": 64, "score": 0.25, "valid": False,
                    "entropy": 2.0}]}
     with TensorBoardWriter(tmp_path, MEMBERS) as writer:
-        assert writer.write(metric_rows(MEMBERS, points)) == 2
+        # rows as the runner builds them: the manifest row joined with each log point
+        rows = [{"run": m["member"], **m, **p} for m in MEMBERS for p in points[m["member"]]]
+        assert writer.write(rows) == 2
     assert _events(tmp_path) == {"m000_w0.125_seed0_lr3e-4": {"score": [(64, 0.5)],
                                                               "entropy": [(64, 2.25)]},
                                  "m001_w0.125_seed1_lr3e-4": {}}

@@ -55,6 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import envs_jax
+from envs_jax.data import MnistDataError
 from scalelab import networks
 from scalelab.algos import decoupled
 from scalelab.algos.ppg import aux_buffer_bytes
@@ -435,6 +436,8 @@ def make_plan(spec: SweepSpec) -> Plan:
     counts; compiles nothing."""
     try:
         env, env_params = envs_jax.make(spec.env, **spec.env_kwargs)
+    except MnistDataError as exc:  # the data file, not the spec, is at fault
+        raise SpecError(str(exc)) from None
     except (TypeError, ValueError) as exc:
         raise SpecError(f"{spec.path}: [env.kwargs]: {exc}") from None
     space = env.observation_space(env_params)
