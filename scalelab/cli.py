@@ -7,7 +7,12 @@ import sys
 
 from fitting.cli import add_fit_parser
 from scalelab import train_cli
-from scalelab.sweep.cli import add_quickstart_parser, add_sweep_parser, route_fit_to_run_dirs
+from scalelab.sweep.cli import (
+    add_export_parser,
+    add_quickstart_parser,
+    add_sweep_parser,
+    route_fit_to_run_dirs,
+)
 
 
 def _cmd_envs(args: argparse.Namespace) -> int:
@@ -58,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_fit_parser(sub)
     route_fit_to_run_dirs(sub)
     add_quickstart_parser(sub)
+    add_export_parser(sub)
     return parser
 
 

@@ -100,7 +100,8 @@ class RunResult:
 
 def train(config: TrainConfig, num_seeds: int = 1, *, out: str | Path | None = None,
           progress: bool | Callable[[Progress], None] = False,
-          devices: Sequence[Any] | None = None) -> RunResult:
+          devices: Sequence[Any] | None = None, tensorboard: str | Path | None = None
+          ) -> RunResult:
     """Train seeds config.seed .. config.seed+num_seeds-1 of `config` together, vmapped.
 
     Validates everything before compiling, then runs the one-group sweep of `config` (one log
@@ -108,18 +109,22 @@ def train(config: TrainConfig, num_seeds: int = 1, *, out: str | Path | None = N
     shorter last chunk if needed). `out`: a run directory to write (as `scalelab sweep run`
     does); an existing one with the same config resumes, another config there is an error.
     `progress`: False, True (a bar on stderr) or a function of `scalelab.sweep.run.Progress`.
+    `tensorboard`: a log directory for one event stream per seed (needs `out`).
     """
     config.validate()
     if isinstance(num_seeds, bool) or not isinstance(num_seeds, int) or num_seeds < 1:
         raise ValueError(f"num_seeds: expected an integer >= 1, got {num_seeds!r}")
     text = spec_for_config(config, num_seeds)
+    if tensorboard is not None and out is None:
+        raise ValueError("tensorboard: needs out (the events are written from the run directory's "
+                         "metrics rows)")
     t0 = time.perf_counter()
     if out is None:
         runner = FusedRunner(make_plan(parse_spec(text, "<train>")), devices)
         state, rows = execute(runner, runner.init_state(), progress=progress)
     else:
         runner, state = run_spec(text, f"{config.env} config", out, progress=progress,
-                                 devices=devices)
+                                 devices=devices, tensorboard=tensorboard)
         rows = RunDir(out).read_metrics()
     jax.block_until_ready(state)
     seconds = time.perf_counter() - t0

@@ -13,6 +13,7 @@ from typing import Any
 from scalelab import report
 from scalelab.config import TrainConfig
 from scalelab.sweep.spec import SpecError
+from scalelab.tensorboard import TensorBoardMissing
 from scalelab.train import train
 
 # Flag -> TrainConfig field for the common settings; anything else goes through --set.
@@ -43,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="any other TrainConfig field, e.g. --set ent_coef=0.0 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", metavar="LOGDIR", default=None,
+                   help="also write one TensorBoard event stream per seed into LOGDIR "
+                        '(pip install "scalelab[tensorboard]")')
     p.set_defaults(func=cmd_train)
 
 
@@ -71,8 +75,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     try:
         config = TrainConfig.preset(args.env, **_overrides(args))
-        result = train(config, num_seeds=args.seeds, out=out, progress=not args.quiet)
-    except (TypeError, ValueError, SpecError) as e:
+        result = train(config, num_seeds=args.seeds, out=out, progress=not args.quiet,
+                       tensorboard=args.tensorboard)
+    except (TypeError, ValueError, SpecError, TensorBoardMissing) as e:
         print(f"error: scalelab train: {e}", file=sys.stderr)
         return 2
     target = MNIST_TARGET if result.score_kind == "reward_per_step" else None

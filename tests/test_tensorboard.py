@@ -6,7 +6,6 @@ writer, so each is compared exactly with the float32 of its CSV cell.
 
 import csv
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
-from scalelab.sweep.run import run_sweep
+from scalelab.cli import main
 from scalelab.tensorboard import (
     TensorBoardMissing,
     TensorBoardWriter,
@@ -43,31 +42,6 @@ run,member,group,params,flops_per_interaction,seed,lr,gamma,gae_lambda,width,dep
 0,0,0,3600,70000,0,0.0003,0.0,1.0,0.125,1,3,768,0.5078125,1,1.7,0.5,1.1,0.00028,433.1,-0.02
 1,1,0,3600,70000,1,0.0003,0.0,1.0,0.125,1,3,768,0.1875,0,nan,nan,nan,0.00028,nan,nan
 """
-TINY_MNIST = """
-name = "tb"
-[env]
-name = "MNIST-v0"
-[network]
-family = "mnist_cnn"
-[train]
-num_envs = 8
-rollout_length = 8
-update_epochs = 1
-num_minibatches = 1
-gamma = 0.0
-gae_lambda = 1.0
-[budget]
-interactions = 128
-updates_per_chunk = 2
-log_interval = 1
-[lr]
-base = 1e-3
-[axes]
-width = [0.015625]
-seed = [0, 1]
-"""
-
-
 def _tiny_run(tmp: Path) -> Path:
     run = tmp / "run"
     run.mkdir()
@@ -186,16 +160,18 @@ def test_export_of_a_missing_run_dir_names_it(tmp_path):
         export_run(tmp_path / "nowhere", tmp_path / "tb")
 
 
-def test_export_of_a_real_mnist_sweep_equals_its_metrics_csv(tmp_path):
-    if not os.environ.get("SCALELAB_MNIST"):
-        pytest.skip("SCALELAB_MNIST is unset; point it at mnist.npz to run this")
-    spec = tmp_path / "tb.toml"
-    spec.write_text(TINY_MNIST)
-    rd = run_sweep(spec, tmp_path / "run", progress=False)
-    n = export_run(rd.path, tmp_path / "tb")
-    got, want = _events(tmp_path / "tb"), _expected(rd.path)
-    assert got == want and n == _count(want)
-    assert [len(points) for points in got["m001_w0.0156_seed1_lr8e-3"].values()] == [2] * len(
-        want["m001_w0.0156_seed1_lr8e-3"])
-    assert len(got) == 2 and {"score", "entropy", "policy_loss", "grad_norm", "lr_used"} <= set(
-        got["m000_w0.0156_seed0_lr8e-3"])
+def test_train_writes_events_live_and_export_rewrites_them_equal_to_metrics_csv(tmp_path):
+    run, live, exported = tmp_path / "run", tmp_path / "live", tmp_path / "exported"
+    argv = ["train", "--env", "CartPole-v1", "--interactions", "768", "--num-envs", "4",
+            "--rollout-length", "32", "--num-minibatches", "2", "--update-epochs", "1",
+            "--updates-per-chunk", "2", "--seeds", "2", "--width", "0.25", "--quiet",
+            "--out", str(run), "--tensorboard", str(live)]
+    assert main(argv) == 0
+    want = _expected(run)
+    assert _events(live) == want  # written between chunks, from the rows of metrics.csv
+    assert main(["export", str(run), "--tensorboard", str(exported)]) == 0
+    assert _events(exported) == want
+    # 768 / 128 = 6 updates in 3 chunks: 3 points per seed and metric
+    assert len(want) == 2 and all(len(v) == 3 for tags in want.values() for v in tags.values())
+    assert {"score", "entropy", "policy_loss", "grad_norm", "lr_used"} <= set(
+        next(iter(want.values())))

@@ -6,15 +6,23 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["add_quickstart_parser", "add_sweep_parser", "route_fit_to_run_dirs"]
+import jax
+
+from fitting.cli import format_table
+from scalelab.sweep.fit import fit_run_dir
+from scalelab.sweep.plan import make_plan
+from scalelab.sweep.run import run_sweep
+from scalelab.sweep.spec import SpecError, load_spec
+from scalelab.sweep.xla_memory import xla_member_bytes
+from scalelab.tensorboard import TensorBoardMissing, export_run
+
+__all__ = ["add_export_parser", "add_quickstart_parser", "add_sweep_parser",
+           "route_fit_to_run_dirs"]
 
 QUICKSTART_SPEC = Path(__file__).resolve().parents[2] / "sweeps" / "quickstart.toml"
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from scalelab.sweep.plan import make_plan
-    from scalelab.sweep.spec import SpecError, load_spec
-
     try:
         plan = make_plan(load_spec(args.spec))
     except SpecError as exc:
@@ -22,10 +30,6 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         return 2
     print(plan.describe())
     if args.compile:
-        import jax
-
-        from scalelab.sweep.xla_memory import xla_member_bytes
-
         print(f"XLA's accounting ({jax.devices()[0].platform}; two compiles per group):")
         for g in plan.groups:
             exact = xla_member_bytes(plan, g)
@@ -36,20 +40,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from scalelab.sweep.run import run_sweep
-    from scalelab.sweep.spec import SpecError
-
     if args.distributed:
-        import jax
-
         # None lets JAX detect the cluster (SLURM, Open MPI, ...); JAX_COORDINATOR_ADDRESS too
         jax.distributed.initialize(coordinator_address=args.coordinator,
                                    num_processes=args.num_processes,
                                    process_id=args.process_id)
     try:
         run_sweep(args.spec, args.out, resume=args.resume, max_chunks=args.max_chunks,
-                  progress=not args.quiet)
-    except SpecError as exc:
+                  progress=not args.quiet, tensorboard=args.tensorboard)
+    except (SpecError, TensorBoardMissing) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -81,12 +80,13 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--num-processes", type=int, default=None, help="with --distributed")
     pr.add_argument("--process-id", type=int, default=None, help="with --distributed")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.add_argument("--tensorboard", metavar="LOGDIR", default=None,
+                    help="also write one TensorBoard event stream per member into LOGDIR "
+                         '(pip install "scalelab[tensorboard]")')
     pr.set_defaults(func=_cmd_run)
 
 
 def _print_fits(summary: dict) -> None:
-    from fitting.cli import format_table
-
     for label, (fit, out) in summary["fits"].items():
         print(f"\n== {label or 'power law'} ({out / 'fit.json'})")
         print(format_table(fit))
@@ -96,8 +96,6 @@ def _print_fits(summary: dict) -> None:
 
 
 def _cmd_fit_dir(args: argparse.Namespace) -> int:
-    from scalelab.sweep.fit import fit_run_dir
-
     if args.out is not None:
         print("error: --out is not used with a run directory (results go into it)",
               file=sys.stderr)
@@ -122,9 +120,6 @@ def route_fit_to_run_dirs(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
-    from scalelab.sweep.fit import fit_run_dir
-    from scalelab.sweep.run import run_sweep
-
     if not QUICKSTART_SPEC.is_file():
         print(f"error: {QUICKSTART_SPEC} not found; run from a checkout installed with "
               f"`pip install -e .`", file=sys.stderr)
@@ -139,6 +134,26 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
               f"alpha_E = {fit.alpha_E:.3f}")
         print(f"plots: {', '.join(str(p) for p in sorted(out.glob('*.png')))}")
     return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    try:
+        n = export_run(args.run_dir, args.tensorboard)
+    except (TensorBoardMissing, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {n} scalars to {args.tensorboard}; view with `tensorboard --logdir "
+          f"{args.tensorboard}`")
+    return 0
+
+
+def add_export_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `export RUN_DIR --tensorboard LOGDIR`."""
+    p = sub.add_parser("export", help="export a run directory's metrics to TensorBoard")
+    p.add_argument("run_dir", help="a run directory (scalelab sweep run / train --out)")
+    p.add_argument("--tensorboard", metavar="LOGDIR", required=True,
+                   help="TensorBoard log directory (one event stream per member)")
+    p.set_defaults(func=_cmd_export)
 
 
 def add_quickstart_parser(sub: argparse._SubParsersAction) -> None:

@@ -62,6 +62,7 @@ from scalelab.members import MemberHparams, MemberState, UpdateMetrics
 from scalelab.sweep.plan import Plan, make_plan
 from scalelab.sweep.rundir import RunDir
 from scalelab.sweep.spec import SpecError, parse_spec, train_config
+from scalelab.tensorboard import TensorBoardWriter
 
 __all__ = ["COUNTS", "FusedRunner", "Progress", "SweepState", "execute", "run_spec",
            "run_sweep", "window_means"]
@@ -558,6 +559,7 @@ def _progress_bar(runner: FusedRunner) -> Callable[[Progress], None]:
 def execute(runner: FusedRunner, state: SweepState, *, rd: RunDir | None = None,
             done: Sequence[tuple[int, int]] | None = None, max_chunks: int | None = None,
             progress: bool | Callable[[Progress], None] = False,
+            on_rows: Callable[[list[dict[str, Any]]], Any] | None = None,
             ) -> tuple[SweepState, list[dict[str, Any]]]:
     """Run the remaining chunks of `state` (after the chunks `done`: (num_envs, updates) pairs;
     default: the plan's first `state.chunk`), returning the final state and the metrics rows.
@@ -566,7 +568,8 @@ def execute(runner: FusedRunner, state: SweepState, *, rd: RunDir | None = None,
 
     Stops after `max_chunks` chunks of this call (None: until the budget is spent). `progress`:
     False (silent), True (a bar on stderr), or a function called with a `Progress` after each
-    chunk.
+    chunk. `on_rows`: called on process 0 with each chunk's metrics rows once they are written
+    (e.g. `scalelab.tensorboard.TensorBoardWriter.write`).
     """
     plan = runner.plan
     writer = rd is not None and jax.process_index() == 0
@@ -598,6 +601,8 @@ def execute(runner: FusedRunner, state: SweepState, *, rd: RunDir | None = None,
             if writer:
                 rd.append_metrics(rows, extra)
                 rd.write_manifest(manifest)
+            if on_rows is not None and jax.process_index() == 0:
+                on_rows(rows)
             ran += 1
             if ckpt is not None and (len(done) % plan.spec.checkpoint_every == 0
                                      or manifest["complete"] or ran == max_chunks):
@@ -618,9 +623,12 @@ def execute(runner: FusedRunner, state: SweepState, *, rd: RunDir | None = None,
 
 def run_spec(text: str, path: str, out: str | Path, *, max_chunks: int | None = None,
              progress: bool | Callable[[Progress], None] = False,
-             devices: Sequence[Any] | None = None) -> tuple[FusedRunner, SweepState]:
+             devices: Sequence[Any] | None = None, tensorboard: str | Path | None = None
+             ) -> tuple[FusedRunner, SweepState]:
     """Run (or resume) the sweep of spec `text` (named `path` in errors) into run directory
-    `out`; returns the runner and the final state.
+    `out`; returns the runner and the final state. `tensorboard`: a log directory that gets
+    one TensorBoard event stream per member, written from the same rows as metrics.csv (needs
+    the `tensorboard` extra; a resumed run hides the points it writes again).
 
     A fresh DIR: the spec and plan are fully validated before anything is written. An existing
     run DIR: its stored spec must equal `text`, the state comes from the newest checkpoint that
@@ -651,13 +659,24 @@ def run_spec(text: str, path: str, out: str | Path, *, max_chunks: int | None = 
             rd.truncate_metrics(sum(n for _, n in done))
             rd.write_manifest(_manifest(runner, _to_host(state.replace(groups=(), env_params=())),
                                         done, envs[:len(done) + 1]))
-    state, _ = execute(runner, state, rd=rd, done=done, max_chunks=max_chunks, progress=progress)
+    board = None
+    if tensorboard is not None and jax.process_index() == 0:
+        spent = sum(e * n for e, n in done) * plan.rollout_length
+        board = TensorBoardWriter(tensorboard, rd.read_manifest()["members"],
+                                  purge_step=spent + 1 if done else 0)
+    try:
+        state, _ = execute(runner, state, rd=rd, done=done, max_chunks=max_chunks,
+                           progress=progress, on_rows=None if board is None else board.write)
+    finally:
+        if board is not None:
+            board.close()
     return runner, state
 
 
 def run_sweep(spec_path: str | Path | None, out: str | Path, *, resume: bool = False,
               max_chunks: int | None = None, progress: bool | Callable[[Progress], None] = True,
-              devices: Sequence[Any] | None = None) -> RunDir:
+              devices: Sequence[Any] | None = None, tensorboard: str | Path | None = None
+              ) -> RunDir:
     """Run (or resume) the sweep of `spec_path` into run directory `out`; returns the RunDir.
 
     `spec_path` None (or `resume`) continues the run already in `out` with its stored spec.
@@ -677,5 +696,6 @@ def run_sweep(spec_path: str | Path | None, out: str | Path, *, resume: bool = F
             text, path = Path(spec_path).read_text(), str(spec_path)
         except OSError as exc:
             raise SpecError(f"{spec_path}: cannot read spec: {exc.strerror}") from None
-    run_spec(text, path, out, max_chunks=max_chunks, progress=progress, devices=devices)
+    run_spec(text, path, out, max_chunks=max_chunks, progress=progress, devices=devices,
+             tensorboard=tensorboard)
     return rd
