@@ -23,13 +23,13 @@ from flax import struct
 from jax import lax
 
 from scalelab import networks
-from scalelab.algos import decoupled, ppo
+from scalelab.algos import ALGORITHMS, decoupled, ppo
 from scalelab.algos import ppg as ppg_lib
 from scalelab.algos.ewma import EwmaState, ewma_init
 from scalelab.algos.gae import gae
 from scalelab.algos.noise_scale import NoiseEstimate, minibatch_noise_estimate
 from scalelab.algos.objectives import OBJECTIVES, PolicyCoefs
-from scalelab.config import TrainConfig
+from scalelab.config import TRACED, TrainConfig, default_of
 
 Params = Any
 
@@ -40,42 +40,32 @@ Params = Any
  _STREAM_GROW, _STREAM_LEVELS, _STREAM_LEVEL_FILL) = range(9)
 
 
-class MemberHparams(struct.PyTreeNode):
-    """Per-member traced scalar hyperparameters (float32; leading member axis when batched).
+def _from_config(cls: type, config: TrainConfig, num_members: int) -> MemberHparams:
+    """A config's traced values repeated over `num_members` members: every field
+    (num_members,) float32."""
+    return cls(**{name: jnp.full((num_members,), getattr(config, name), jnp.float32)
+                  for name in TRACED})
 
-    The fields with defaults belong to the other algorithms: kl_coef (c_KL of the "kl"
-    objective), ewma_decay (β_prox of the -EWMA algorithms), beta_clone (PPG's cloning
-    coefficient), imp_samp_max (cap on importance weights; unused by plain clipped PPO). A
-    default left as a Python scalar is broadcast over the members by `init_members` and the
-    chunk function.
-    """
 
-    lr: jax.Array
-    gamma: jax.Array
-    gae_lambda: jax.Array
-    clip_eps: jax.Array
-    ent_coef: jax.Array
-    vf_coef: jax.Array
-    max_grad_norm: jax.Array
-    kl_coef: jax.Array | float = 1.0
-    ewma_decay: jax.Array | float = 0.889
-    beta_clone: jax.Array | float = 1.0
-    imp_samp_max: jax.Array | float = 100.0
+def _broadcast(self: MemberHparams, num_members: int) -> MemberHparams:
+    """Every field as a (num_members,) float32 array (scalars repeated)."""
+    return jax.tree.map(
+        lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (num_members,)), self
+    )
 
-    @classmethod
-    def from_config(cls, config: TrainConfig, num_members: int) -> MemberHparams:
-        """A config's same-named values (e.g. a TrainConfig's) repeated over `num_members`
-        members: every field (num_members,) float32."""
-        return cls(**{
-            f.name: jnp.full((num_members,), getattr(config, f.name), jnp.float32)
-            for f in dataclasses.fields(cls)
-        })
 
-    def broadcast(self, num_members: int) -> MemberHparams:
-        """Every field as a (num_members,) float32 array (scalars repeated)."""
-        return jax.tree.map(
-            lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (num_members,)), self
-        )
+# Per-member traced scalar hyperparameters: one float32 field per traced setting of
+# `scalelab.config` (`TRACED`, declared there once), a leading member axis when batched. A field
+# left at its default (a Python scalar, the config's default) is broadcast over the members by
+# `init_members` and the chunk function.
+MemberHparams = type("MemberHparams", (struct.PyTreeNode,), {
+    "__annotations__": {name: "jax.Array | float" for name in TRACED},
+    **{name: default_of(name) for name in TRACED},
+    "__doc__": "Per-member traced hyperparameters: the traced settings of scalelab.config.",
+    "__module__": __name__,
+    "from_config": classmethod(_from_config),
+    "broadcast": _broadcast,
+})
 
 
 class MemberState(struct.PyTreeNode):
@@ -497,7 +487,7 @@ def _member_update(
                 static.num_minibatches,
             ),
         )
-    if static.algo == "ppo" and static.objective == "clip":
+    if not ALGORITHMS[static.algo].decoupled(static.objective):
         params, opt_state, info = ppo.ppo_update(
             state.params, state.opt_state, batch, minibatch_key, static.apply_fn,
             ppo.adam(static.adam_eps), coefs, lr, hp.max_grad_norm, static.update_epochs,
