@@ -155,6 +155,12 @@ def _hidden_sizes(cfg: NetworkConfig) -> tuple[int, ...]:
     return tuple(scaled_units(b, cfg.width) for b in _base_sizes(cfg))
 
 
+def shape_key(cfg: NetworkConfig) -> tuple:
+    """What makes two configs the same network: family, depth, activation, heads and every
+    layer's units after rounding the width (configs with equal keys have equal parameters)."""
+    return (cfg.family, cfg.depth, cfg.activation, cfg.aux_value_head, _hidden_sizes(cfg))
+
+
 def _check_obs_shape(cfg: NetworkConfig, obs_shape: Sequence[int]) -> tuple[int, ...]:
     shape = tuple(int(d) for d in obs_shape)
     if any(d < 1 for d in shape) or not shape:

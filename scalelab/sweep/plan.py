@@ -430,6 +430,30 @@ def _member_grid(spec: SweepSpec) -> list[dict[str, Any]]:
     return [dict(zip(names, combo, strict=True)) for combo in combos]
 
 
+def _check_distinct(spec: SweepSpec, rows: list[dict[str, Any]],
+                    net: Callable[[float, int | None], networks.NetworkConfig]) -> None:
+    """SpecError if two members would train identically: the same network after rounding
+    widths to whole units, the same seed, and the same lr and hyperparameters in float32 (what
+    the trainer computes with)."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        cfg = net(r["width"], r["depth"])
+        key = (networks.shape_key(cfg), r["depth"], r["seed"], np.float32(r["lr"]),
+               tuple((k, np.float32(v)) for k, v in sorted(r["hparams"].items())))
+        if key in seen:
+            a = seen[key]
+            diff = {k: (a[k], r[k]) for k in ("width", "param_ratio", "lr", "lr_scale")
+                    if a[k] != r[k]}
+            diff.update({k: (a["hparams"][k], v) for k, v in r["hparams"].items()
+                         if a["hparams"][k] != v})
+            said = "; ".join(f"{k} {x!r} and {y!r}" for k, (x, y) in diff.items())
+            raise SpecError(
+                f"{spec.path}: [axes]: two members would train identically ({said or 'same values'}"
+                f", seed {r['seed']}): they round to the same network "
+                f"and the same float32 settings; drop one of the values")
+        seen[key] = r
+
+
 def make_plan(spec: SweepSpec) -> Plan:
     """Expand `spec` into members and groups. Builds the env (a bad `[env.kwargs]` is a
     SpecError), resolves the network family, and uses the networks' exact parameter and FLOP
@@ -463,6 +487,7 @@ def make_plan(spec: SweepSpec) -> Plan:
               if k not in ("width", "param_ratio", "depth", "seed", "lr_scale")}
         rows.append(dict(width=float(width), depth=depth, param_ratio=ratio, seed=combo["seed"],
                          lr=spec.lr_rule.lr(width, depth) * scale, lr_scale=scale, hparams=hp))
+    _check_distinct(spec, rows, net)
     chunks = _chunks(spec, base_cfg)
     # a member-owned level pool per member (see scalelab.sweep.run)
     pool_bytes = sum(np.asarray(x).nbytes for x in jax.tree.leaves(env_params)) if (

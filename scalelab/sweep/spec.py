@@ -254,8 +254,12 @@ def expand_axis(path: str, key: str, raw: Any) -> tuple:
     else:
         values = [raw]
     checked = tuple(_check_value(path, "axes", key, spec, v) for v in values)
-    if len(set(checked)) != len(checked):
-        raise SpecError(f"{where}: duplicate values in {list(checked)}")
+    seen: dict[Any, int] = {}
+    for i, v in enumerate(checked):
+        if v in seen:
+            raise SpecError(f"{where}: duplicate value {v!r} (values {seen[v] + 1} and {i + 1} of "
+                            f"{len(checked)}{', after rounding' if isinstance(raw, dict) else ''})")
+        seen[v] = i
     return checked
 
 
