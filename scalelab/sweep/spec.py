@@ -473,7 +473,8 @@ def _validate_train_configs(spec: SweepSpec) -> None:
                 where = _where(spec.path, "axes", field)
             else:
                 where = _where(spec.path, "train", field if field in spec.train else None)
-            raise SpecError(f"{where}: {exc}") from None
+            message = str(exc).split(":", 1)[1].strip() if field in str(where) else str(exc)
+            raise SpecError(f"{where}: {message}") from None
 
 
 def spec_for_config(config: TrainConfig, num_seeds: int, name: str = "train") -> str:
