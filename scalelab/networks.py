@@ -47,7 +47,7 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -384,46 +384,78 @@ def _same_taps(size: int, kernel: int) -> int:
     return sum(min(size, i - lo + kernel) - max(0, i - lo) for i in range(size))
 
 
-def _encoder_shapes(cfg: NetworkConfig, obs_shape: tuple[int, ...]) -> list[tuple[str, tuple]]:
-    """The encoder's weighted layers as (kind, dims) in order.
+class Layer(NamedTuple):
+    """One weighted layer of an encoder (the same in both towers), as the flax module builds it.
 
-    kind "dense": (fan_in, units). kind "conv": (k, c_in, c_out, out_positions, in_bound_taps),
-    where out_positions = H_out * W_out and in_bound_taps = sum over output positions of kernel
-    taps that land inside the (unpadded) input.
+    name: its module name inside the encoder; kind "conv" or "dense"; kernel: k (1 for dense);
+    c_in, c_out: input and output channels (dense: fan-in and units); positions: output
+    positions H_out·W_out (1 for dense); taps: kernel taps inside the unpadded input summed over
+    the output positions (dense: 1); pooled: a max-pool follows it.
     """
+
+    name: str
+    kind: str
+    kernel: int
+    c_in: int
+    c_out: int
+    positions: int
+    taps: int
+    pooled: bool = False
+
+    @property
+    def params(self) -> int:
+        return self.kernel * self.kernel * self.c_in * self.c_out + self.c_out
+
+    @property
+    def macs(self) -> int:
+        return self.taps * self.c_in * self.c_out
+
+
+# The top-level modules of ActorCritic and the part of the network each belongs to (PPG steps
+# the parts with separate optimizers; the paper's N counts the policy part without the
+# auxiliary value head).
+TOWERS = {"policy_encoder": "policy", "policy_head": "policy", "aux_value_head": "policy",
+          "value_encoder": "value", "value_head": "value"}
+
+
+def encoder_layers(cfg: NetworkConfig, obs_shape: Sequence[int]) -> tuple[Layer, ...]:
+    """The encoder's weighted layers in order: the description the counts, the memory model and
+    the parameter labels derive from (`tests/test_networks.py` checks the flax module has
+    exactly these layers and shapes)."""
+    shape = _check_obs_shape(cfg, obs_shape)
     sizes = _hidden_sizes(cfg)
-    layers: list[tuple[str, tuple]] = []
     if cfg.family == "mlp":
-        fan_in = math.prod(obs_shape)
-        for units in sizes:
-            layers.append(("dense", (fan_in, units)))
+        fan_in, out = math.prod(shape), []
+        for i, units in enumerate(sizes):
+            out.append(Layer(f"dense_{i}", "dense", 1, fan_in, units, 1, 1))
             fan_in = units
-        return layers
-    h, w, c = obs_shape
+        return tuple(out)
+    h, w, c = shape
+    out = []
     if cfg.family == "mnist_cnn":
-        c1, c2, units = sizes
-        for k, c_out in ((5, c1), (3, c2)):
+        *channels, units = sizes
+        for i, (k, c_out) in enumerate(zip((5, 3), channels, strict=True)):
             h, w = h - k + 1, w - k + 1
-            layers.append(("conv", (k, c, c_out, h * w, h * w * k * k)))
+            out.append(Layer(f"conv_{i}", "conv", k, c, c_out, h * w, h * w * k * k, True))
             h, w, c = h // 2, w // 2, c_out
     else:
         *channels, units = sizes
-        for c_out in channels:
+        for s, c_out in enumerate(channels):
             taps = _same_taps(h, 3) * _same_taps(w, 3)
-            layers.append(("conv", (3, c, c_out, h * w, taps)))
+            out.append(Layer(f"stack_{s}_conv", "conv", 3, c, c_out, h * w, taps, True))
             h, w, c = -(-h // 2), -(-w // 2), c_out
             taps = _same_taps(h, 3) * _same_taps(w, 3)
-            layers.extend([("conv", (3, c, c, h * w, taps))] * (2 * cfg.depth))
-    layers.append(("dense", (h * w * c, units)))
-    return layers
+            for b in range(cfg.depth):
+                out.extend(Layer(f"stack_{s}_block_{b}_conv_{j}", "conv", 3, c, c, h * w, taps)
+                           for j in range(2))
+    out.append(Layer("dense", "dense", 1, h * w * c, units, 1, 1))
+    return tuple(out)
 
 
-def _tower_layers(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int):
-    shape = _check_obs_shape(cfg, obs_shape)
-    num_actions = _check_num_actions(num_actions)
-    encoder = _encoder_shapes(cfg, shape)
-    units = encoder[-1][1][1]
-    return encoder, units, num_actions
+def _tower_layers(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int
+                  ) -> tuple[tuple[Layer, ...], int, int]:
+    encoder = encoder_layers(cfg, obs_shape)
+    return encoder, encoder[-1].c_out, _check_num_actions(num_actions)
 
 
 def param_count(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int) -> int:
@@ -433,16 +465,16 @@ def param_count(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int) 
     N = 2 * encoder + (units*A + A) + (units + 1), plus (units + 1) with aux_value_head.
     """
     encoder, units, num_actions = _tower_layers(cfg, obs_shape, num_actions)
-    total = 0
-    for kind, dims in encoder:
-        if kind == "conv":
-            k, c_in, c_out, _, _ = dims
-            total += k * k * c_in * c_out + c_out
-        else:
-            fan_in, out = dims
-            total += fan_in * out + out
     aux = units + 1 if cfg.aux_value_head else 0
+    total = sum(layer.params for layer in encoder)
     return 2 * total + (units * num_actions + num_actions) + (units + 1) + aux
+
+
+def policy_param_count(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int) -> int:
+    """Parameters of the policy tower and its logits head only (the paper's N): what acting
+    needs, without the value tower, the value head or PPG's auxiliary value head."""
+    encoder, units, num_actions = _tower_layers(cfg, obs_shape, num_actions)
+    return sum(layer.params for layer in encoder) + units * num_actions + num_actions
 
 
 def forward_flops(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int) -> int:
@@ -455,16 +487,38 @@ def forward_flops(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int
     An aux_value_head adds 2 * units (counted although acting never evaluates it).
     """
     encoder, units, num_actions = _tower_layers(cfg, obs_shape, num_actions)
-    macs = 0
-    for kind, dims in encoder:
-        if kind == "conv":
-            _, c_in, c_out, _, taps = dims
-            macs += taps * c_in * c_out
-        else:
-            fan_in, out = dims
-            macs += fan_in * out
+    macs = sum(layer.macs for layer in encoder)
     aux = units if cfg.aux_value_head else 0
     return 2 * (2 * macs + units * num_actions + units + aux)
+
+
+def activation_floats(cfg: NetworkConfig, obs_shape: Sequence[int]) -> dict[str, int]:
+    """Per observation, floats of the layer outputs an update's backward pass works on, by kind
+    (the planner's memory model): "conv" (every conv layer of both towers), "pool" (conv layers
+    followed by a max-pool), "taps" (shifted input slices of the layers computed as tap sums on
+    this backend; the first layer's, slices of the shared observation, once), "dense" (dense
+    layers of both encoders)."""
+    taps = resolve_conv_impl("auto") == "taps"
+    out = {"conv": 0, "pool": 0, "taps": 0, "dense": 0}
+    for i, layer in enumerate(encoder_layers(cfg, obs_shape)):
+        size = layer.positions * layer.c_out
+        if layer.kind == "dense":
+            out["dense"] += 2 * size
+            continue
+        out["conv"] += 2 * size
+        out["pool"] += 2 * size if layer.pooled else 0
+        if taps and computed_as_taps(layer.c_in, layer.c_out):
+            out["taps"] += (1 if i == 0 else 2) * layer.kernel ** 2 * layer.positions * layer.c_in
+    return out
+
+
+def param_labels(params: Params) -> Params:
+    """The params pytree ({"params": {module: ...}}) with every leaf replaced by the part its
+    top-level module belongs to (TOWERS: "policy" or "value")."""
+    def label(name: str, sub: Params) -> Params:
+        return jax.tree.map(lambda _: TOWERS.get(name, "?"), sub)
+
+    return {"params": {name: label(name, sub) for name, sub in params["params"].items()}}
 
 
 # --------------------------------------------------------------------------- zero-padding

@@ -46,7 +46,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -65,7 +64,7 @@ from scalelab.sweep.spec import SpecError, SweepSpec, train_config
 
 __all__ = [
     "Group", "Member", "Plan", "choose_partition", "interactions_after", "make_plan",
-    "member_network", "memory_per_member", "policy_param_count",
+    "member_network", "memory_per_member",
 ]
 
 # Floats kept per transition in the rollout buffer besides observations (action, log-prob, value,
@@ -73,8 +72,9 @@ __all__ = [
 # an update besides the optimizer moments and the EWMA (params, gradients, the update itself).
 _FLOATS_PER_TRANSITION = 12
 _PARAM_COPIES = 3
-# float32 buffers per float of each layer kind (see `activation_floats`) and of the observation,
-# alive at the peak of a minibatch update: fitted to XLA:CPU's buffer assignment (docstring).
+# float32 buffers per float of each layer kind (see `networks.activation_floats`) and of the
+# observation, alive at the peak of a minibatch update: fitted to XLA:CPU's buffer assignment
+# (module docstring).
 _PER_LAYER_KIND = {"conv": 1.2, "pool": 7.2, "taps": 0.75, "dense": 3.5}
 _OBS = 0.6
 
@@ -342,7 +342,7 @@ def memory_per_member(
     phasic = decoupled.is_phasic(train_cfg.algo)
     copies = _PARAM_COPIES + (4 if phasic else 2) + (1 if decoupled.is_ewma(train_cfg.algo) else 0)
     aux = aux_buffer_bytes(train_cfg.ppg_n_pi, batch, obs_shape, obs_dtype) if phasic else 0
-    layers = activation_floats(network, obs_shape, num_actions)
+    layers = networks.activation_floats(network, obs_shape)
     per_obs = (_OBS * math.prod(obs_shape) + sum(_PER_LAYER_KIND[k] * v for k, v in layers.items()))
     update = 4 * minibatch * per_obs
     return int(
@@ -352,45 +352,6 @@ def memory_per_member(
     )
 
 
-def activation_floats(network: Any, obs_shape: tuple[int, ...], num_actions: int
-                      ) -> dict[str, int]:
-    """Per observation, floats of the layer outputs the update's backward pass works on, by kind:
-    "conv" (every conv layer of both towers), "pool" (conv layers followed by a max-pool), "taps"
-    (shifted input slices of the layers `scalelab.networks` computes as tap sums on this
-    backend), "dense" (hidden dense layers). From the layers' shapes under `jax.eval_shape`
-    (flax's captured intermediates; nothing is computed)."""
-    module = networks.build(network, num_actions)
-    obs = jax.ShapeDtypeStruct((1, *obs_shape), np.uint8)
-
-    def forward(o: jax.Array) -> Any:
-        params = module.init(jax.random.key(0), o)
-        return params, module.apply(params, o, capture_intermediates=True,
-                                    mutable=["intermediates"])[1]
-
-    params, captured = jax.eval_shape(forward, obs)
-    taps = networks.resolve_conv_impl("auto") == "taps"
-    out = {"conv": 0, "pool": 0, "taps": 0, "dense": 0}
-    for tower in ("policy_encoder", "value_encoder"):
-        for name, layer in captured["intermediates"][tower].items():
-            if name == "__call__":  # the tower's output: its last dense layer's, counted there
-                continue
-            shape = layer["__call__"][0].shape[1:]
-            size = math.prod(shape)
-            if "conv" not in name:
-                out["dense"] += size
-                continue
-            kh, kw, c_in, c_out = params["params"][tower][name]["kernel"].shape
-            out["conv"] += size
-            # mnist_cnn pools after both convs; impala after each stack's first conv
-            if network.family == "mnist_cnn" or re.fullmatch(r"stack_\d+_conv", name):
-                out["pool"] += size
-            first = name in ("conv_0", "stack_0_conv")
-            if taps and networks.computed_as_taps(c_in, c_out) and not (
-                    first and tower == "value_encoder"):
-                out["taps"] += kh * kw * shape[0] * shape[1] * c_in
-    return out
-
-
 def member_network(config: TrainConfig) -> networks.NetworkConfig:
     """The NetworkConfig a member trains at its own width: its family and activation, plus the
     auxiliary value head when the algorithm is PPG or PPG-EWMA (`config.network` resolved)."""
@@ -398,14 +359,6 @@ def member_network(config: TrainConfig) -> networks.NetworkConfig:
         config.network, width=config.width, depth=config.depth, activation=config.activation,
         aux_value_head=decoupled.is_phasic(config.algo),
     )
-
-
-def policy_param_count(network: Any, obs_shape: tuple[int, ...], num_actions: int) -> int:
-    """Parameters of the policy tower and its logits head only (the paper's N): what acting
-    needs, without the value tower, the value head or PPG's auxiliary value head."""
-    tree = networks.param_shapes(network, obs_shape, num_actions)["params"]
-    return sum(math.prod(x.shape) for name in ("policy_encoder", "policy_head")
-               for x in jax.tree.leaves(tree[name]))
 
 
 def _chunks(spec: SweepSpec, base_cfg: TrainConfig) -> tuple[tuple[int, int], ...]:
@@ -515,7 +468,7 @@ def make_plan(spec: SweepSpec) -> Plan:
             member_of[c] = (gi, gcfg)
     slots = [0] * len(groups_cfgs)
     members = []
-    policy_counts = {c: policy_param_count(c, obs_shape, num_actions) for c in counts}
+    policy_counts = {c: networks.policy_param_count(c, obs_shape, num_actions) for c in counts}
     for index, r in enumerate(rows):
         cfg = net(r["width"], r["depth"])
         gi, _ = member_of[cfg]
