@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from gymnax.environments.environment import Environment
 from jax import lax
 
 from scalelab import networks
@@ -148,7 +149,7 @@ class ChunkStatic:
     Default False: one copy shared by all members, refreshed from `level_seed` alone.
     """
 
-    env: Any
+    env: Environment
     apply_fn: Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
     num_envs: int
     rollout_length: int
@@ -191,7 +192,7 @@ class ChunkStatic:
         return dataclasses.replace(self, updates_per_chunk=k)
 
 
-def chunk_static(config: TrainConfig, env: Any, network: networks.NetworkConfig,
+def chunk_static(config: TrainConfig, env: Environment, network: networks.NetworkConfig,
                  num_envs: int, updates_per_chunk: int) -> ChunkStatic:
     """The chunk structure of a validated config's members on `network` (a member's own network
     or its group's padded one), with num_envs envs and updates_per_chunk updates per call."""
@@ -226,7 +227,7 @@ def member_root_keys(seeds: jax.Array | list[int]) -> jax.Array:
     return jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
 
 
-def has_level_pool(env: Any) -> bool:
+def has_level_pool(env: Environment) -> bool:
     """Whether `env` draws resets from a level pool it refreshes (`refresh_levels(key,
     env_params)`, as `envs_jax.procgen`): such env params change during training, and trainers
     give every member its own pool (`init_level_pools`)."""

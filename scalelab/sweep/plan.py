@@ -52,6 +52,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from gymnax.environments.environment import Environment, EnvParams
 
 import envs_jax
 from envs_jax.data import MnistDataError
@@ -123,7 +124,7 @@ class Group:
     """Members vmapped together, all padded to `network` (a NetworkConfig)."""
 
     index: int
-    network: Any
+    network: networks.NetworkConfig
     members: tuple[int, ...]
     unpadded_flops: int
     padded_flops: int
@@ -167,8 +168,8 @@ class Plan:
     num_actions: int
     rollout_length: int
     chunks: tuple[tuple[int, int], ...]
-    env: Any = dataclasses.field(repr=False, compare=False, default=None)
-    env_params: Any = dataclasses.field(repr=False, compare=False, default=None)
+    env: Environment | None = dataclasses.field(repr=False, compare=False, default=None)
+    env_params: EnvParams | None = dataclasses.field(repr=False, compare=False, default=None)
 
     @property
     def adaptive(self) -> bool:
@@ -312,7 +313,8 @@ def choose_partition(
 
 
 def memory_per_member(
-    network: Any, obs_shape: tuple[int, ...], obs_dtype: Any, num_actions: int, train_cfg: Any,
+    network: networks.NetworkConfig, obs_shape: tuple[int, ...], obs_dtype: Any, num_actions: int,
+    train_cfg: TrainConfig,
     num_envs: int | None = None, env_params_bytes: int = 0,
 ) -> int:
     """Estimated device bytes one more member adds to a group padded to `network` (the
