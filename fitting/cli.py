@@ -80,7 +80,7 @@ def run_fit(path: str | Path, out_dir: str | Path, *, compute: str = "params", k
     out.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FitWarning)
-        fit = fit_power_law(chosen, compute=compute, k=k, bootstrap=bootstrap, seed=seed,
+        fit = fit_power_law(chosen, size=compute, k=k, bootstrap=bootstrap, seed=seed,
                             exclude_fraction=exclude_fraction, residual=residual,
                             starts=starts)
     for w in caught:
@@ -97,7 +97,7 @@ def run_fit(path: str | Path, out_dir: str | Path, *, compute: str = "params", k
             plots.plot_horizon(h, e, hfit, target=horizon_target, save=out / "horizon.png")
     (out / "fit.json").write_text(json.dumps(report, indent=2))
     if make_plots:
-        plots.plot_learning_curves(chosen, fit, compute=compute, k=k,
+        plots.plot_learning_curves(chosen, fit, size=compute, k=k,
                                    save=out / "learning_curves.png")
         plots.plot_intrinsic(chosen, fit, save=out / "intrinsic.png")
         plots.plot_law_contours(chosen, fit, save=out / "law_contours.png")
