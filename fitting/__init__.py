@@ -1,6 +1,6 @@
 """Learning curves, intrinsic performance and the Hilton et al. (2023) power-law fit."""
 
-from fitting import plots, synthetic
+from fitting import law, plots, synthetic
 from fitting.curves import LearningCurve
 from fitting.horizon import HorizonFit, fit_horizon, horizon_from_gamma, interactions_to_reach
 from fitting.intrinsic import EmpiricalFrontier, empirical_intrinsic
@@ -18,6 +18,7 @@ __all__ = [
     "fit_power_law",
     "horizon_from_gamma",
     "interactions_to_reach",
+    "law",
     "plots",
     "read_curves",
     "synthetic",

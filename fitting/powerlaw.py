@@ -245,7 +245,7 @@ def _fitted_scores(theta: np.ndarray, data: FitData) -> np.ndarray:
     with jax.enable_x64(True):
         vals = np.asarray(knot_values(jnp.asarray(theta)))
         y = np.asarray(law_y(jnp.asarray(theta), jnp.asarray(data.u), jnp.asarray(data.v)))
-    return interp_extend(y, np.asarray(data.knots), vals)
+    return interp_extend(y, vals, np.asarray(data.knots))
 
 
 def _samples(x: np.ndarray, prob: _Problem, log_k: float) -> dict[str, np.ndarray]:
@@ -361,7 +361,8 @@ def fit_power_law(curves: Sequence[LearningCurve], *, size: Size = "params",
                          f"(< {MIN_CONVERGED:.0%}); no intervals")
         else:
             intervals = percentile_intervals(samples)
-    reach = size_reach(prep.sizes, prep.interactions.max(axis=1), float(const["alpha_N"]),
+    last = np.array([g.interactions[-1] for g in prep.groups])
+    reach = size_reach(prep.sizes, last, float(const["alpha_N"]),
                        float(const["alpha_E"]), float(const["N_c"]), float(const["E_c"]), k)
     status, reason = verdict(converged=converged, problem=problem, reach=reach,
                              resamples=bootstrap, resamples_converged=int(ok.sum()) if
