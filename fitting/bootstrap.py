@@ -58,11 +58,7 @@ def resample(prep: Prepared, num: int, unit: Chosen, rng: np.random.Generator,
     if unit == "seeds":
         for i in range(m):
             n = int(prep.seed_mask[i].sum())
-            if n < 2:
-                continue
-            counts = rng.multinomial(n, np.full(n, 1.0 / n), size=num)
-            boot = counts @ prep.seed_scores[i, :n] / n
-            scores[:, i] = prep.score[i] + np.sqrt(n / (n - 1)) * (boot - prep.score[i])
+            scores[:, i] = seed_means(prep.seed_scores[i, :n], num, rng)
     elif unit == "residual":
         if fitted is None:
             raise ValueError("the residual bootstrap needs the fitted scores")
@@ -75,6 +71,18 @@ def resample(prep: Prepared, num: int, unit: Chosen, rng: np.random.Generator,
         counts = rng.multinomial(m, np.full(m, 1.0 / m), size=num)
         weights *= counts[:, :, None]
     return scores, weights
+
+
+def seed_means(seed_scores: np.ndarray, num: int, rng: np.random.Generator) -> np.ndarray:
+    """`num` resampled seed means (num, T) of seed_scores (n, T): n seeds drawn with
+    replacement, averaged, rescaled by sqrt(n/(n-1)) about the sample mean (module
+    docstring); one seed is returned as it is."""
+    n = seed_scores.shape[0]
+    mean = seed_scores.mean(0)
+    if n < 2:
+        return np.broadcast_to(mean, (num, mean.size)).copy()
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=num)
+    return mean + np.sqrt(n / (n - 1)) * (counts @ seed_scores / n - mean)
 
 
 def percentile_intervals(samples: dict[str, np.ndarray], lo: float = 5.0,
