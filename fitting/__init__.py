@@ -6,9 +6,12 @@ from fitting.horizon import HorizonFit, fit_horizon, horizon_from_gamma, interac
 from fitting.intrinsic import EmpiricalFrontier, empirical_intrinsic
 from fitting.io import read_curves, write_curves_csv, write_curves_json
 from fitting.powerlaw import FitWarning, PowerLawFit, fit_power_law
+from fitting.report import FitReport, fit_run
+from fitting.rundir import load_run
 
 __all__ = [
     "EmpiricalFrontier",
+    "FitReport",
     "FitWarning",
     "HorizonFit",
     "LearningCurve",
@@ -16,9 +19,11 @@ __all__ = [
     "empirical_intrinsic",
     "fit_horizon",
     "fit_power_law",
+    "fit_run",
     "horizon_from_gamma",
     "interactions_to_reach",
     "law",
+    "load_run",
     "plots",
     "read_curves",
     "synthetic",

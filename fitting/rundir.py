@@ -68,13 +68,16 @@ def load_run(path: str | Path) -> list[LearningCurve]:
         missing = {"member", "interactions", "score", "valid"} - set(reader.fieldnames or ())
         if missing:
             raise ValueError(f"{root / 'metrics.csv'}: missing column(s) {sorted(missing)}")
-        for row in reader:
+        for line, row in enumerate(reader, start=2):
             if None in row.values():  # a torn last line
                 continue
-            score = float(row["score"]) if row["score"] else math.nan
+            try:
+                score = float(row["score"]) if row["score"] else math.nan
+                point = (int(row["member"]), float(row["interactions"]), score)
+            except ValueError as err:
+                raise ValueError(f"{root / 'metrics.csv'}:{line}: {err}") from None
             if row["valid"] in ("1", "True", "true") and math.isfinite(score):
-                points.setdefault(int(row["member"]), []).append(
-                    (float(row["interactions"]), score))
+                points.setdefault(point[0], []).append(point[1:])
     swept = _swept(members)
     curves = []
     for m in members:

@@ -1,0 +1,54 @@
+"""`fitting.fit_run`: one call from a run directory to fit.json, with the size measure chosen."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fitting import fit_run, synthetic
+
+
+def _run_dir(tmp_path, curves):
+    """A run directory whose members are `curves`; policy_params = params / 2 and
+    flops = 3·params (exact multiples, so every size measure gives the same exponents)."""
+    members, rows = [], ["run,member,group,params,update,interactions,score,valid"]
+    for i, c in enumerate(curves):
+        members.append({"member": i, "group": 0, "params": c.params,
+                        "policy_params": c.params / 2, "flops_per_interaction": 3 * c.params,
+                        "seed": c.seed, "lr": 1e-3, "lr_scale": 1.0, "gamma": 0.9,
+                        "status": "ok", "fault_update": None})
+        rows += [f"{i},{i},0,{c.params},{u},{float(e)!r},{float(r)!r},1"
+                 for u, (e, r) in enumerate(zip(c.interactions, c.score, strict=True))]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"members": members}))
+    (run / "metrics.csv").write_text("\n".join(rows) + "\n")
+    return run
+
+
+def test_fit_run_on_a_run_dir_with_each_size_measure(tmp_path):
+    design = synthetic.default_design(num_sizes=6, num_points=60, seeds=2)
+    truth = synthetic.law_for_design(0.5, 0.7, design)
+    run = _run_dir(tmp_path, synthetic.make_curves(truth, design, noise=0.01, seed=0))
+    fits = {}
+    for size in ("params", "policy_params", "flops"):
+        report = fit_run(run, tmp_path / size, size=size, bootstrap=0, starts=16,
+                         make_plots=False)
+        (exp,) = report.experiments
+        fits[size] = exp.fit
+        doc = json.loads((tmp_path / size / "fit.json").read_text())
+        assert doc["power_law"]["size"] == size and doc["curves_fitted"] == 12
+        assert doc["power_law"]["status"] == exp.fit.status
+    # N measured in units c times larger is the same law: same exponents, and at compute c·C
+    # the optimal size is c times the optimal size at C
+    compute = np.array([1e9, 1e11])
+    for size, factor in (("policy_params", 0.5), ("flops", 3.0)):
+        assert fits[size].size_exponent == pytest.approx(fits["params"].size_exponent, abs=1e-4)
+        np.testing.assert_allclose(fits[size].optimal_params(factor * compute),
+                                   factor * fits["params"].optimal_params(compute), rtol=1e-2)
+    assert fits["params"].size_exponent == pytest.approx(0.7 / 1.2, abs=0.03)
+    report = fit_run(run, bootstrap=0, starts=16, make_plots=True)
+    assert (run / "fit.json").is_file() and (run / "optimal_size.png").stat().st_size > 10_000
+    with pytest.raises(ValueError, match="policy_params"):
+        fit_run(synthetic.make_curves(truth, design, seed=0), tmp_path / "x",
+                size="policy_params", bootstrap=0)
