@@ -1,6 +1,7 @@
 """The natural metric: CoinRun's fail-to-success ratio F = (10 - R)/R against intrinsic
 performance, on synthetic curves whose score map makes F ∝ I^(-gamma) exactly."""
 
+import json
 import warnings
 
 import numpy as np
@@ -37,3 +38,18 @@ def test_fail_to_success_fit_recovers_a_known_exponent():
     assert natural.predict(i) == pytest.approx(1.0, rel=0.3)  # F = 1 at R = 5
     with pytest.raises(ValueError, match="unknown natural metric"):
         fit_natural(fit, curves, metric="starpilot")
+
+
+def test_fit_run_writes_the_natural_fit(tmp_path):
+    from fitting import fit_run
+
+    truth = synthetic.law_for_design(0.5, 0.7, DESIGN)
+    y = truth.log_intrinsic(DESIGN.sizes[:, None], DESIGN.interactions[None, :])
+    score_map = synthetic.LogisticScoreMap(center=float(np.median(y)), width=1 / GAMMA,
+                                           low=0.0, high=10.0)
+    curves = synthetic.make_curves(truth, DESIGN, noise=0.01, score_map=score_map, seed=3)
+    report = fit_run(curves, tmp_path, natural="coinrun", bootstrap=8, starts=16,
+                     make_plots=False)
+    doc = json.loads((tmp_path / "fit.json").read_text())
+    assert doc["natural"]["gamma"] == pytest.approx(GAMMA, abs=0.03)
+    assert report.experiments[0].natural.gamma == doc["natural"]["gamma"]
