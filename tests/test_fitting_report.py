@@ -52,3 +52,32 @@ def test_fit_run_on_a_run_dir_with_each_size_measure(tmp_path):
     with pytest.raises(ValueError, match="policy_params"):
         fit_run(synthetic.make_curves(truth, design, seed=0), tmp_path / "x",
                 size="policy_params", bootstrap=0)
+
+
+def test_fit_run_splits_by_gamma_and_tests_the_exponent_against_the_horizon(tmp_path):
+    design = synthetic.default_design(num_sizes=6, num_points=60, seeds=2)
+    base = synthetic.law_for_design(0.5, 0.7, design)
+    score_map = synthetic.logistic_map_for(base, design)
+    curves = []
+    for gamma, frontier in ((0.5, 1 / 8), (0.75, 1 / 4)):  # a longer horizon needs more E
+        truth = synthetic.law_for_design(0.5, 0.7, design, frontier_fraction=frontier)
+        curves += [synthetic.LearningCurve(c.params, c.interactions, c.score, seed=c.seed,
+                                           hparams={"gamma": gamma})
+                   for c in synthetic.make_curves(truth, design, noise=0.01,
+                                                  score_map=score_map, seed=int(gamma * 8))]
+    report = fit_run(curves, tmp_path, bootstrap=8, starts=16, make_plots=False,
+                     horizon_target=0.2)
+    assert [e.label for e in report.experiments] == ["gamma=0.5", "gamma=0.75"]
+    for e in report.experiments:
+        assert (tmp_path / f"fit_{e.label}" / "fit.json").is_file()
+        assert e.fit.size_exponent == pytest.approx(0.7 / 1.2, abs=0.03)
+    study = report.horizon
+    assert set(study.horizons) == {2.0, 4.0} and study.horizons.size >= 8
+    both = {n for n in study.sizes if {2.0, 4.0} <= set(study.horizons[study.sizes == n])}
+    assert set(study.per_size) == both and len(both) >= 4
+    change = report.exponent_change
+    np.testing.assert_array_equal(change.horizons, [2.0, 4.0])
+    summary = json.loads((tmp_path / "fit.json").read_text())
+    assert set(summary["experiments"]) == {"gamma=0.5", "gamma=0.75"}
+    assert summary["exponent_change"]["changes"] == change.changes
+    assert len(summary["horizon"]["per_size"]) == len(both)
