@@ -2,11 +2,12 @@
 
 `fit_power_law` preprocesses the curves (`fitting.curves.prepare`), then minimises the
 objective of `fitting.objective` in float64 (inside `jax.enable_x64`, so the rest of the process
-stays float32) from many starting points inside one compiled program (BFGS from every start,
-mapped with `jax.lax.map` rather than vmapped, see `fitting.optimize`; then a vmapped
-Levenberg-Marquardt polish of the best few), keeps the best and runs it to convergence
-(`fitting.refit`). With bootstrap=B it refits B resamples (`fitting.bootstrap`) the same way,
-each to convergence, restarting from fresh starts where the warm start fails.
+stays float32) from many starting points (BFGS from every start, mapped with `jax.lax.map`
+rather than vmapped, see `fitting.optimize`, then a vmapped Levenberg-Marquardt polish; in
+chunks of 8 starts so that one compiled program serves the starts and the resamples), keeps the
+best and runs it to convergence (`fitting.refit`). With bootstrap=B it refits B resamples
+(`fitting.bootstrap`) the same way, each to convergence, restarting from fresh starts where the
+warm start fails.
 
 Convergence is judged on the law's constants (ln alpha_N, ln alpha_E, D): the remaining
 Gauss-Newton step (JᵀJ)⁻¹Jᵀr must be below 1e-4 in them (0.01% of an alpha, far below any
@@ -71,9 +72,9 @@ class PowerLawFit:
     percentile) over all bootstrap resamples, None without bootstrap or when fewer than 95%
     converged; bootstrap_samples: name → (B,) values, bootstrap_ok (B,) which converged,
     bootstrap_restarted (B,) which needed fresh starts, bootstrap_log_intrinsic_knots (B, K)
-    each resample's f at score_knots. n_starts_at_best: how many of the starts polished after
-    BFGS (the 8 lowest) reached the best loss (to 1e-7 relative); 1 suggests a rough loss
-    landscape or too few iterations.
+    each resample's f at score_knots. n_starts_at_best: how many starts reached the best loss
+    (to 1e-7 relative) after BFGS and the first polish; 1 suggests a rough loss landscape or
+    too few iterations.
     """
 
     alpha_N: float
