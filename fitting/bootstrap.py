@@ -20,7 +20,12 @@ Three resampling units:
 "auto" resamples seeds when every model has at least 2 of them, residuals otherwise. Seeds are
 the default because they are the only replicates known to be independent: the seed bootstrap
 assumes nothing about the law. With 2-3 seeds per size its resamples take few distinct values
-(3 per size with 2 seeds), so its percentiles are coarse; compare with "residual" there.
+(3 per size with 2 seeds), so its percentiles are coarse; compare with "residual" there, and
+take the wider. Measured on a quickstart-like synthetic design (3 sizes, 2 seeds, 80 points,
+3% noise, 10 sweeps × 100 resamples): the 5–95% interval of the size exponent covered the
+truth in 7/10 sweeps with "seeds" (median width 0.071) and 5/10 with "residual" (0.040; blocks
+of 2.0 in ln E gave 4/10): the residual bootstrap is too narrow there, most likely because the
+fitted score map absorbs part of the noise, so its residuals understate it.
 """
 
 from __future__ import annotations
