@@ -5,19 +5,22 @@ import json
 import numpy as np
 import pytest
 
-from fitting import fit_run, synthetic
+from fitting import fit_run, load_run, synthetic
+from fitting.report import best_per_size
 
 
-def _run_dir(tmp_path, curves):
-    """A run directory whose members are `curves`; policy_params = params / 2 and
-    flops = 3·params (exact multiples, so every size measure gives the same exponents)."""
+def _run_dir(tmp_path, curves, lr_scales=(1.0,)):
+    """A run directory whose members are `curves` at every lr_scale (a smaller one scores 0.1
+    lower); policy_params = params / 2 and flops = 3·params (exact multiples, so every size
+    measure gives the same exponents)."""
     members, rows = [], ["run,member,group,params,update,interactions,score,valid"]
-    for i, c in enumerate(curves):
+    for i, (c, lr_scale) in enumerate((c, x) for c in curves for x in lr_scales):
         members.append({"member": i, "group": 0, "params": c.params,
                         "policy_params": c.params / 2, "flops_per_interaction": 3 * c.params,
-                        "seed": c.seed, "lr": 1e-3, "lr_scale": 1.0, "gamma": 0.9,
-                        "status": "ok", "fault_update": None})
-        rows += [f"{i},{i},0,{c.params},{u},{float(e)!r},{float(r)!r},1"
+                        "seed": c.seed, "lr": 1e-3 * lr_scale, "lr_scale": lr_scale,
+                        "gamma": 0.9, "status": "ok", "fault_update": None})
+        penalty = 0.1 * (lr_scale < max(lr_scales))
+        rows += [f"{i},{i},0,{c.params},{u},{float(e)!r},{float(r) - penalty!r},1"
                  for u, (e, r) in enumerate(zip(c.interactions, c.score, strict=True))]
     run = tmp_path / "run"
     run.mkdir()
@@ -29,7 +32,8 @@ def _run_dir(tmp_path, curves):
 def test_fit_run_on_a_run_dir_with_each_size_measure(tmp_path):
     design = synthetic.default_design(num_sizes=6, num_points=60, seeds=2)
     truth = synthetic.law_for_design(0.5, 0.7, design)
-    run = _run_dir(tmp_path, synthetic.make_curves(truth, design, noise=0.01, seed=0))
+    run = _run_dir(tmp_path, synthetic.make_curves(truth, design, noise=0.01, seed=0),
+                   lr_scales=(0.5, 1.0))
     fits = {}
     for size in ("params", "policy_params", "flops"):
         report = fit_run(run, tmp_path / size, size=size, bootstrap=0, starts=16,
@@ -37,7 +41,9 @@ def test_fit_run_on_a_run_dir_with_each_size_measure(tmp_path):
         (exp,) = report.experiments
         fits[size] = exp.fit
         doc = json.loads((tmp_path / size / "fit.json").read_text())
-        assert doc["power_law"]["size"] == size and doc["curves_fitted"] == 12
+        assert doc["power_law"]["size"] == size
+        assert (doc["curves"], doc["curves_fitted"]) == (24, 12)  # the better lr per size
+        assert {c.hparams["lr_scale"] for c in best_per_size(load_run(run))} == {1.0}
         assert doc["power_law"]["status"] == exp.fit.status
     # N measured in units c times larger is the same law: same exponents, and at compute c·C
     # the optimal size is c times the optimal size at C
