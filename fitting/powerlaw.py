@@ -52,6 +52,7 @@ PROFILE_EIG_TOL = 1e-9
 BOOTSTRAP_MAXITER = 10  # resamples start at the full fit's optimum; LM does the rest
 START_RANGE = {"alpha": (0.05, 2.0), "D": (-5.0, 5.0)}
 RESIDUAL_BLOCK = 5.0  # residual-bootstrap block length, in smoothing bandwidths of ln E
+PAD = (4, 16)  # the fit's (models, points) arrays are padded to multiples of these
 CONSTANTS = ("alpha_N", "alpha_E", "beta", "size_exponent", "N_c", "E_c")
 
 
@@ -224,8 +225,25 @@ def _problem(prep: Prepared, knots: int, residual: Residual) -> _Problem:
     score_knots, knot_p = _weighted_quantile_knots(prep.score, weight, knots)
     target_var = (_weighted_var(prep.score, weight) if residual == "score"
                   else _weighted_var(u[:, None] + v, weight))
-    return _Problem(FitData(u, v, prep.score, weight, score_knots, knot_p, 1.0 / target_var),
-                    log_n0, log_e0)
+    shape = _padded_shape(weight.shape)
+    return _Problem(FitData(_pad(u, shape[:1]), _pad(v, shape), _pad(prep.score, shape),
+                            _pad(weight, shape, zero=True), score_knots, knot_p,
+                            1.0 / target_var), log_n0, log_e0)
+
+
+def _padded_shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(M, T) rounded up to multiples of PAD: designs of similar size then share one compiled
+    program (compiling it takes longer than most fits)."""
+    m, t = shape[-2:]
+    return -(-m // PAD[0]) * PAD[0], -(-t // PAD[1]) * PAD[1]
+
+
+def _pad(a: np.ndarray, shape: tuple[int, ...], zero: bool = False) -> np.ndarray:
+    """a padded at the end of its last len(shape) axes to `shape`: with zeros (weights), or by
+    repeating the last entry (finite values that carry zero weight)."""
+    widths = [(0, 0)] * (a.ndim - len(shape)) + [(0, n - k) for n, k in
+                                                   zip(shape, a.shape[-len(shape):], strict=True)]
+    return np.pad(a, widths, mode="constant" if zero else "edge")
 
 
 def _r2(theta: np.ndarray, loss_value: float, prob: _Problem, residual: Residual) -> float:
@@ -321,9 +339,13 @@ def fit_power_law(curves: Sequence[LearningCurve], *, size: Size = "params",
         knot_y = np.asarray(knot_values(jnp.asarray(theta)))
         boot = None
         if bootstrap:
-            fitted = _fitted_scores(theta, prob.data) if unit == "residual" else None
+            m, t = prep.weight.shape
+            fitted = (_fitted_scores(theta, prob.data)[:m, :t] if unit == "residual"
+                      else None)
             scores, weights = resample(prep, bootstrap, unit, rng, fitted,
                                        block=max(RESIDUAL_BLOCK * smooth, bin_width, 0.1))
+            shape = prob.data.weight.shape
+            scores, weights = _pad(scores, shape), _pad(weights, shape, zero=True)
             weights /= weights.sum(axis=(1, 2), keepdims=True)
             restart_starts = law_starts[np.argsort(res.loss)[:RESTARTS]]
             boot = refit(data, scores, weights, theta, restart_starts,
