@@ -13,19 +13,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
-from pathlib import Path
 
-import numpy as np
-
-from fitting.curves import SIZES, LearningCurve
-from fitting.horizon import HorizonStudy, fit_horizons
+from fitting.curves import SIZES
+from fitting.horizon import HorizonStudy
 from fitting.natural import MAX_RETURN
 from fitting.powerlaw import CONSTANTS, PowerLawFit
-from fitting.report import FitReport, best_per_size, default_out_dir, fit_run
+from fitting.report import FitReport, fit_run
 
-__all__ = ["add_fit_parser", "best_per_size", "default_out_dir", "format_report",
-           "format_table", "horizon_points", "run_fit"]
+__all__ = ["add_fit_parser", "format_report", "format_table"]
 
 
 def format_table(fit: PowerLawFit) -> str:
@@ -86,8 +81,7 @@ def add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("path", help="run directory, or CSV/JSON of learning curves (fitting.io)")
     p.add_argument("--out", default=None,
                    help="output folder (default: the run directory, or <file stem>_fit)")
-    # dest "compute": scalelab.sweep.cli reads args.compute until it calls fit_run
-    p.add_argument("--size", dest="compute", choices=SIZES, default="params",
+    p.add_argument("--size", choices=SIZES, default="params",
                    help="model size N: all trained params (default, the paper's measure), "
                         "the policy network's params, or forward FLOPs per interaction")
     p.add_argument("--k", type=float, default=1.0, help="compute constant, C = k·N·E")
@@ -113,7 +107,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        report = fit_run(args.path, args.out, size=args.compute, k=args.k,
+        report = fit_run(args.path, args.out, size=args.size, k=args.k,
                          bootstrap=args.bootstrap, seed=args.seed,
                          exclude_fraction=args.exclude_fraction, residual=args.residual,
                          resample=args.resample, starts=args.starts,
@@ -129,23 +123,3 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         logger.removeHandler(handler)
     print(format_report(report))
     return 0
-
-
-# Used by scalelab.sweep until it calls fit_run directly; remove with that rewiring.
-def run_fit(path: str | Path, out_dir: str | Path, *, compute: str = "params", k: float = 1.0,
-            bootstrap: int = 200, seed: int = 0, exclude_fraction: float = 1 / 64,
-            residual: str = "score", starts: int = 64, make_plots: bool = True,
-            horizon_target: float | None = None) -> tuple[PowerLawFit, None]:
-    """`fit_run` on one experiment's file; returns (its PowerLawFit, None)."""
-    report = fit_run(path, out_dir, size=compute, k=k, bootstrap=bootstrap, seed=seed,
-                     exclude_fraction=exclude_fraction, residual=residual, starts=starts,
-                     make_plots=make_plots, horizon_target=horizon_target)
-    return report.experiments[0].fit, None
-
-
-def horizon_points(curves: Sequence[LearningCurve], target: float
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(horizons, interactions to reach target) per model with a gamma hyperparameter."""
-    study = fit_horizons(curves, target, bootstrap=0)
-    return study.horizons, study.interactions
-
