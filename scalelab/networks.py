@@ -38,7 +38,9 @@ first conv) the taps sped up the training step but slowed the batch-32 forward p
 hence the cut-off at 4 (``benchmarks/cnn_speed.py`` measures both formulations). ``"auto"``
 (the default) picks ``"taps"`` when the default backend is the CPU and ``"lax"`` elsewhere, where
 library convolutions are fast and the tap sum would only add memory traffic. Max-pools are
-``nn.max_pool`` in both.
+``nn.max_pool`` under "lax" and ``scalelab.maxpool.max_pool`` under "taps": the same values and
+bit-identical gradients, computed by dense compares and pads instead of XLA:CPU's
+select-and-scatter.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from scalelab.maxpool import max_pool as dense_grad_max_pool
 
 FAMILIES = ("mnist_cnn", "mlp", "impala")
 CONV_IMPLS = ("auto", "lax", "taps")
@@ -295,17 +299,18 @@ class Encoder(nn.Module):
 
             return apply
 
+        pool = dense_grad_max_pool if self.conv_impl == "taps" else nn.max_pool
         if cfg.family == "mnist_cnn":
             c1, c2, units = sizes
             x = act(conv(c1, 5, "VALID", "conv_0")(x))
-            x = nn.max_pool(x, (2, 2), (2, 2), "VALID")
+            x = pool(x, (2, 2), (2, 2), "VALID")
             x = act(conv(c2, 3, "VALID", "conv_1")(x))
-            x = nn.max_pool(x, (2, 2), (2, 2), "VALID")
+            x = pool(x, (2, 2), (2, 2), "VALID")
         else:
             *channels, units = sizes
             for s, c in enumerate(channels):
                 x = conv(c, 3, "SAME", f"stack_{s}_conv")(x)
-                x = nn.max_pool(x, (3, 3), (2, 2), "SAME")
+                x = pool(x, (3, 3), (2, 2), "SAME")
                 for b in range(cfg.depth):
                     y = conv(c, 3, "SAME", f"stack_{s}_block_{b}_conv_0")(act(x))
                     y = conv(c, 3, "SAME", f"stack_{s}_block_{b}_conv_1")(act(y))
