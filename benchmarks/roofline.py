@@ -41,6 +41,7 @@ import dataclasses
 import json
 import os
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -150,43 +151,53 @@ def act_program(run: PreparedRun, state: MemberState) -> tuple[Callable[[], Any]
     return (lambda: apply(state.params, state.obs)), state.obs.shape[0] * state.obs.shape[1]
 
 
-def update_program(run: PreparedRun, state: MemberState) -> tuple[Callable[[], Any], int]:
-    """One minibatch step (PPO loss gradient, clip, Adam) per member, outputs fed back;
-    (call, samples)."""
-    cfg = run.config
-    members, size = state.obs.shape[0], cfg.batch_size // cfg.num_minibatches
-    repeats = -(-size // cfg.num_envs)
-    obs = jnp.tile(state.obs, (1, repeats) + (1,) * (state.obs.ndim - 2))[:, :size]
-    keys = jax.random.split(jax.random.key(1), 3)
-    num_actions = run.env.num_actions
+def minibatch_update(
+    apply_fn: Callable, config: TrainConfig, num_actions: int, params: Any, obs: jax.Array
+) -> Callable[[], Any]:
+    """A call doing one minibatch step as the trainer does (PPO loss gradient, global-norm clip,
+    Adam; ``config``'s coefficients) for every member of ``params`` on ``obs`` [M, n, *obs_shape]
+    with random actions, advantages and returns, its params and Adam state fed back."""
+    members, size = obs.shape[:2]
+    keys = jax.random.split(jax.random.key(1), 4)
     minibatch = ppo.Batch(
         obs=obs,
         actions=jax.random.randint(keys[0], (members, size), 0, num_actions),
         old_log_probs=jnp.full((members, size), -jnp.log(num_actions), jnp.float32),
         old_values=jax.random.normal(keys[1], (members, size)),
         advantages=jax.random.normal(keys[2], (members, size)),
-        returns=jax.random.normal(keys[2], (members, size)) + 1.0,
+        returns=jax.random.normal(keys[3], (members, size)),
     )
-    coefs = ppo.LossCoefs(cfg.clip_eps, cfg.vf_coef, cfg.ent_coef)
-    optimizer = ppo.adam(cfg.adam_eps)
+    coefs = ppo.LossCoefs(config.clip_eps, config.vf_coef, config.ent_coef)
+    optimizer = ppo.adam(config.adam_eps)
 
     def step(params, opt_state, mb):
         (_, info), grads = jax.value_and_grad(ppo.ppo_loss, has_aux=True)(
-            params, run.static.apply_fn, mb, coefs
+            params, apply_fn, mb, coefs
         )
         params, opt_state, norm = ppo.gradient_step(
-            params, opt_state, grads, optimizer, cfg.lr, cfg.max_grad_norm
+            params, opt_state, grads, optimizer, config.lr, config.max_grad_norm
         )
         return params, opt_state, info, norm
 
     step = jax.jit(jax.vmap(step))
-    carry = [state.params, jax.vmap(optimizer.init)(state.params)]
+    carry = [params, jax.vmap(optimizer.init)(params)]
 
     def call():
         params, opt_state, info, norm = step(*carry, minibatch)
         carry[:] = [params, opt_state]
         return params, opt_state, info, norm
 
+    return call
+
+
+def update_program(run: PreparedRun, state: MemberState) -> tuple[Callable[[], Any], int]:
+    """One minibatch step per member (``minibatch_update``) on the members' current
+    observations tiled to the minibatch size; (call, samples)."""
+    cfg = run.config
+    members, size = state.obs.shape[0], cfg.batch_size // cfg.num_minibatches
+    repeats = -(-size // cfg.num_envs)
+    obs = jnp.tile(state.obs, (1, repeats) + (1,) * (state.obs.ndim - 2))[:, :size]
+    call = minibatch_update(run.static.apply_fn, cfg, run.env.num_actions, state.params, obs)
     return call, members * size
 
 
@@ -248,6 +259,28 @@ def measure_size(size: Size, members: int, timing: Timing, peak_repeats: int) ->
     return lines
 
 
+def source_commit() -> str:
+    """The checkout's short commit hash, "+dirty" with uncommitted changes ("" outside git)."""
+    git = ["git", "-C", str(Path(__file__).parent)]
+    try:
+        rev = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return rev + ("+dirty" if dirty else "")
+
+
+def emit(line: dict, out: str) -> None:
+    """Print one JSON line (with the source commit) and append it to ``out`` (unless "-")."""
+    text = json.dumps({**line, "commit": source_commit()})
+    print(text, flush=True)
+    if out != "-":
+        with open(out, "a") as f:
+            f.write(text + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -270,11 +303,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         timing, peak_repeats = Timing(1, 2, 0.0), 2
     for size in sizes:
         for line in measure_size(size, args.members, timing, peak_repeats):
-            text = json.dumps(line)
-            print(text, flush=True)
-            if args.out != "-":
-                with open(args.out, "a") as f:
-                    f.write(text + "\n")
+            emit(line, args.out)
 
 
 if __name__ == "__main__":
