@@ -49,6 +49,8 @@ def test_max_pool_is_bit_equal_to_reduce_window_autodiff(shape, window, strides,
     assert y.shape == ref_y.shape and dx.shape == x.shape
     np.testing.assert_array_equal(_bits(y), _bits(ref_y))
     np.testing.assert_array_equal(_bits(dx), _bits(ref_dx))
+    # undifferentiated calls take the primal path (reduce_window), not the custom forward rule
+    np.testing.assert_array_equal(_bits(max_pool(x, window, strides, padding)), _bits(ref_y))
 
 
 def test_ties_go_to_the_first_max_in_window_scan_order():
