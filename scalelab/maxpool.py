@@ -11,10 +11,10 @@ overlapping windows accumulates their cotangents in row-major order of the windo
 XLA:CPU implements that as a scatter with index buffers (165 ms for 128x64x64x16 on the 2-core
 CPU, issue 12).
 
-Under differentiation the forward pass is the same max, reduce_window's order (max(acc, tap)
-from -inf in scan order, so the same bits), taken over strided slices of a -inf-padded copy x_pad
-that the backward reuses; undifferentiated calls stay one ``reduce_window``. The backward, for a
-kh x kw window with strides (sh, sw):
+The values are always ``reduce_window``'s: a max over shifted slices was faster under
+differentiation, but XLA:CPU's reduce_window returns -0.0 for some windows tying -0.0 and 0.0 where
+``lax.max`` in either order returns 0.0. The backward, for a kh x kw window with strides (sh, sw)
+over x padded with -inf to x_pad:
 
     tap t = (a, b) of output (i, j) reads x_pad[sh*i + a, sw*j + b]
     first[i, j] = the smallest t (row-major over the window) with tap_t[i, j] == y[i, j]
@@ -91,14 +91,8 @@ def _taps(
 
 
 def _max_pool_fwd(x, window, strides, pads):
-    # reduce_window's own order, max(acc, tap) from -inf in scan order, so the same bits; as
-    # slices of a padded copy that the backward reuses (faster than reduce_window there)
-    x_pad = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
-    out = tuple((p - k) // s + 1 for p, k, s in zip(x_pad.shape[1:3], window, strides, strict=True))
-    y = jnp.full((x.shape[0], *out, x.shape[3]), -jnp.inf, x.dtype)
-    for _, tap in _taps(x_pad, window, strides, out):
-        y = lax.max(y, tap)
-    return y, (x_pad, y)
+    y = _reduce_window_max(x, window, strides, pads)
+    return y, (x, y)
 
 
 def _first_max_tap(x_pad, y, window, strides):
@@ -110,8 +104,9 @@ def _first_max_tap(x_pad, y, window, strides):
 
 
 def _max_pool_bwd(window, strides, pads, residuals, g):
-    x_pad, y = residuals
+    x, y = residuals
     (kh, kw), (sh, sw) = window, strides
+    x_pad = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
     first = _first_max_tap(x_pad, y, window, strides)
     ho, wo = y.shape[1:3]
     # padded-input row s*m + r is phase r, row m; tap a = s*q + r of output i lands on its row i+q
