@@ -34,7 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from benchmarks.roofline import emit, minibatch_update
+from benchmarks.roofline import emit, minibatch_update, source_commit
 from scalelab import networks
 from scalelab.maxpool import max_pool
 from scalelab.train import TrainConfig
@@ -124,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", default=str(DEFAULT_OUT),
                         help="JSON-lines file to append to ('-': print only)")
     args = parser.parse_args(argv)
+    commit = source_commit()
     cases = [
         (dict(program="pool", pool="3x3/2 SAME", shape=args.pool_shape),
          lambda: pool_programs(args.pool_shape, (3, 3), "SAME")),
@@ -136,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ]
     for case, make in cases:
         for line in compare(make(), args.repeats, case):
-            emit(line, args.out)
+            emit(line, args.out, commit)
 
 
 if __name__ == "__main__":

@@ -273,9 +273,9 @@ def source_commit() -> str:
     return rev + ("+dirty" if dirty else "")
 
 
-def emit(line: dict, out: str) -> None:
-    """Print one JSON line (with the source commit) and append it to ``out`` (unless "-")."""
-    text = json.dumps({**line, "commit": source_commit()})
+def emit(line: dict, out: str, commit: str) -> None:
+    """Print one JSON line (with the source ``commit``) and append it to ``out`` (unless "-")."""
+    text = json.dumps({**line, "commit": commit})
     print(text, flush=True)
     if out != "-":
         with open(out, "a") as f:
@@ -299,12 +299,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sizes = SIZES["smoke" if args.smoke else args.sizes]
     timing = Timing(args.min_calls, args.max_calls, args.seconds)
-    peak_repeats = args.peak_repeats
+    peak_repeats, commit = args.peak_repeats, source_commit()
     if args.smoke:
         timing, peak_repeats = Timing(1, 2, 0.0), 2
     for size in sizes:
         for line in measure_size(size, args.members, timing, peak_repeats):
-            emit(line, args.out)
+            emit(line, args.out, commit)
 
 
 if __name__ == "__main__":
