@@ -266,7 +266,9 @@ def source_commit() -> str:
     try:
         rev = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
+        # appending to a tracked results file does not make the measured code dirty
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--",
+                                ":/", ":(top,exclude)benchmarks/results"],
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
