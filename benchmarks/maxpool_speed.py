@@ -9,8 +9,9 @@ new: ``scalelab.maxpool.max_pool`` (dense compare-and-pad custom VJP, bit-equal 
 - ``update``: one IMPALA PPO minibatch step (loss gradient, clip, Adam; ``roofline``'s
   ``minibatch_update``) at ``--batch`` CoinRun-shaped observations for each of ``--widths``,
   conv_impl "lax" (old pool) vs "taps" (new pool). At widths >= 1/4 every IMPALA layer has
-  C_in * C_out > TAPS_MAX_CHANNELS, so both programs have the same library convolutions (checked)
-  and differ only in the pools.
+  C_in * C_out > TAPS_MAX_CHANNELS, so both programs compute the same library convolutions
+  (checked); up to commit f2e5de5 they differed only in the pools, since then "taps" also takes
+  those layers' kernel gradients as per-tap matmuls (``scalelab.conv_tap_grad``).
 
 Each program is compiled and run once, then old and new alternate ``--repeats`` times, every
 output fetched with ``block_until_ready``; lines give median and min ms per call, the 1-minute
