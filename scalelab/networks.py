@@ -30,15 +30,20 @@ Uint8 observations are scaled to [0, 1] inside; anything else is cast to float32
 Convolutions have two formulations with the same parameters and the same function
 (``build(..., conv_impl=...)``): ``"lax"`` is ``nn.Conv`` (``lax.conv_general_dilated``);
 ``"taps"`` computes a layer with C_in * C_out <= TAPS_MAX_CHANNELS as a sum over kernel taps of a
-shifted slice times a (C_in x C_out) matrix (``conv_taps``) and the other layers as ``"lax"`` does.
-XLA:CPU's convolution emitter is slow for such few-channel layers (the first MNIST conv has one
-input channel; its forward pass and kernel gradient dominated the small members' training step),
-while the tap products fuse into a few elementwise loops. At 8 channel pairs (MNIST width 1/4's
-first conv) the taps sped up the training step but slowed the batch-32 forward pass of a rollout,
-hence the cut-off at 4 (``benchmarks/cnn_speed.py`` measures both formulations). ``"auto"``
+shifted slice times a (C_in x C_out) matrix (``conv_taps``). XLA:CPU's convolution emitter is
+slow for such few-channel layers (the first MNIST conv has one input channel; its forward pass and
+kernel gradient dominated the small members' training step), while the tap products fuse into a
+few elementwise loops. At 8 channel pairs (MNIST width 1/4's first conv) the taps sped up the
+training step but slowed the batch-32 forward pass of a rollout, hence the cut-off at 4
+(``benchmarks/cnn_speed.py`` measures both formulations). The other layers keep ``"lax"``'s
+values and input gradient under "taps" but take their kernel gradient as per-tap matmuls
+(``conv_tap_grad``): inside the trainer's ``lax.scan`` XLA:CPU runs library kernel gradients as
+slow loop emitters (``benchmarks/scan_vs_steps.py``). ``"auto"``
 (the default) picks ``"taps"`` when the default backend is the CPU and ``"lax"`` elsewhere, where
 library convolutions are fast and the tap sum would only add memory traffic. Max-pools are
-``nn.max_pool`` in both.
+``nn.max_pool`` under "lax" and ``scalelab.maxpool.max_pool`` under "taps": the same values and
+bit-identical gradients, computed by dense compares and pads instead of XLA:CPU's
+select-and-scatter.
 """
 
 from __future__ import annotations
@@ -53,6 +58,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from scalelab.conv_tap_grad import conv_tap_grad
+from scalelab.maxpool import max_pool as dense_grad_max_pool
 
 FAMILIES = ("mnist_cnn", "mlp", "impala")
 CONV_IMPLS = ("auto", "lax", "taps")
@@ -254,20 +262,21 @@ def conv_taps(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
 
 
 class TapsConv(nn.Module):
-    """``nn.Conv`` (stride 1, orthogonal sqrt(2) kernel, zero bias) computed by ``conv_taps``:
-    the same parameters (names, shapes, creation order, so the same init) and the same function.
-    [B, H, W, C_in] -> [B, H_out, W_out, features]."""
+    """``nn.Conv`` (stride 1, orthogonal sqrt(2) kernel, zero bias) computed by ``conv_fn``
+    (``conv_taps`` or ``conv_tap_grad``): the same parameters (names, shapes, creation order, so
+    the same init) and the same function. [B, H, W, C_in] -> [B, H_out, W_out, features]."""
 
     features: int
     kernel: int
     padding: str
+    conv_fn: Callable[[jax.Array, jax.Array, str], jax.Array] = conv_taps
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         shape = (self.kernel, self.kernel, x.shape[-1], self.features)
         kernel = self.param("kernel", nn.initializers.orthogonal(_HIDDEN_SCALE), shape, jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-        return conv_taps(x, kernel, self.padding) + bias
+        return self.conv_fn(x, kernel, self.padding) + bias
 
 
 class Encoder(nn.Module):
@@ -295,23 +304,25 @@ class Encoder(nn.Module):
 
         def conv(features: int, kernel: int, padding: str, name: str) -> Callable:
             def apply(x: jax.Array) -> jax.Array:
-                if self.conv_impl == "taps" and computed_as_taps(x.shape[-1], features):
-                    return TapsConv(features, kernel, padding, name=name)(x)
+                if self.conv_impl == "taps":
+                    fn = conv_taps if computed_as_taps(x.shape[-1], features) else conv_tap_grad
+                    return TapsConv(features, kernel, padding, fn, name=name)(x)
                 return _conv(features, kernel, padding, name)(x)
 
             return apply
 
+        pool = dense_grad_max_pool if self.conv_impl == "taps" else nn.max_pool
         if cfg.family == "mnist_cnn":
             c1, c2, units = sizes
             x = act(conv(c1, 5, "VALID", "conv_0")(x))
-            x = nn.max_pool(x, (2, 2), (2, 2), "VALID")
+            x = pool(x, (2, 2), (2, 2), "VALID")
             x = act(conv(c2, 3, "VALID", "conv_1")(x))
-            x = nn.max_pool(x, (2, 2), (2, 2), "VALID")
+            x = pool(x, (2, 2), (2, 2), "VALID")
         else:
             *channels, units = sizes
             for s, c in enumerate(channels):
                 x = conv(c, 3, "SAME", f"stack_{s}_conv")(x)
-                x = nn.max_pool(x, (3, 3), (2, 2), "SAME")
+                x = pool(x, (3, 3), (2, 2), "SAME")
                 for b in range(cfg.depth):
                     y = conv(c, 3, "SAME", f"stack_{s}_block_{b}_conv_0")(act(x))
                     y = conv(c, 3, "SAME", f"stack_{s}_block_{b}_conv_1")(act(y))
