@@ -9,9 +9,9 @@ parameter sets:
 - ``act``: the forward pass at the rollout's batch (num_envs observations, the env's own);
 - ``update``: one minibatch step as the trainer takes it: value_and_grad of the clipped PPO loss,
   global-norm clip and Adam (``scalelab.algos.ppo``), at the minibatch size, its outputs fed back;
-- ``iteration``: the real chunk function (``scalelab.train.prepare(...).compile``) advancing every
-  member by ``updates_per_chunk`` PPO iterations: rollout with the env inside, GAE, epochs of
-  minibatch updates.
+- ``iteration``: the real chunk function (``scalelab.sweep.run.FusedRunner``, as ``train`` runs
+  it) advancing every member by ``updates_per_chunk`` PPO iterations: rollout with the env
+  inside, GAE, epochs of minibatch updates.
 
 FLOPs come from ``scalelab.networks.forward_flops`` (F per observation, both towers and heads).
 The backward pass counts as 2F (gradients of activations and of weights, each one forward's
@@ -53,7 +53,10 @@ import jax.numpy as jnp
 
 from scalelab import networks
 from scalelab.algos import ppo
-from scalelab.train import MemberState, PreparedRun, TrainConfig, prepare
+from scalelab.config import TrainConfig
+from scalelab.sweep.plan import make_plan
+from scalelab.sweep.run import FusedRunner, SweepState
+from scalelab.sweep.spec import parse_spec, spec_for_config
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "roofline.jsonl"
 PEAK_SIZE = 2048
@@ -146,9 +149,10 @@ def _members_axis(tree: Any, members: int) -> Any:
     return jax.tree.map(lambda x: jnp.broadcast_to(x, (members, *x.shape)), tree)
 
 
-def act_program(run: PreparedRun, state: MemberState) -> tuple[Callable[[], Any], int]:
+def act_program(runner: FusedRunner, sweep: SweepState) -> tuple[Callable[[], Any], int]:
     """The acting forward pass on every member's current observations; (call, observations)."""
-    apply = jax.jit(jax.vmap(run.static.apply_fn))
+    state = sweep.groups[0]
+    apply = jax.jit(jax.vmap(runner.statics[0].apply_fn))
     return (lambda: apply(state.params, state.obs)), state.obs.shape[0] * state.obs.shape[1]
 
 
@@ -191,33 +195,31 @@ def minibatch_update(
     return call
 
 
-def update_program(run: PreparedRun, state: MemberState) -> tuple[Callable[[], Any], int]:
+def update_program(runner: FusedRunner, sweep: SweepState) -> tuple[Callable[[], Any], int]:
     """One minibatch step per member (``minibatch_update``) on the members' current
     observations tiled to the minibatch size; (call, samples)."""
-    cfg = run.config
+    state, cfg = sweep.groups[0], runner.configs[0]
     members, size = state.obs.shape[0], cfg.batch_size // cfg.num_minibatches
     repeats = -(-size // cfg.num_envs)
     obs = jnp.tile(state.obs, (1, repeats) + (1,) * (state.obs.ndim - 2))[:, :size]
-    call = minibatch_update(run.static.apply_fn, cfg, run.env.num_actions, state.params, obs)
+    call = minibatch_update(runner.statics[0].apply_fn, cfg, runner.env.num_actions,
+                            state.params, obs)
     return call, members * size
 
 
-def iteration_program(run: PreparedRun, state: MemberState) -> tuple[Callable[[], Any], int]:
-    """The trainer's compiled chunk function advancing every member by updates_per_chunk PPO
-    iterations from a copy of ``state`` (the chunk donates it), its state fed back;
-    (call, interactions of all members)."""
-    state = jax.tree.map(jnp.copy, state)
-    size = run.static.updates_per_chunk
-    chunk = run.compile(state)[size]
-    carry = [state, run.env_params]
+def iteration_program(runner: FusedRunner, sweep: SweepState) -> tuple[Callable[[], Any], int]:
+    """The runner's compiled chunk (what `scalelab.train` runs) advancing every member by
+    updates_per_chunk PPO iterations from a copy of ``sweep`` (the chunk donates it), its state
+    fed back; (call, interactions of all members)."""
+    carry = [jax.tree.map(jnp.copy, sweep)]
+    size = runner.plan.spec.updates_per_chunk
 
     def call():
-        state, env_params, metrics = chunk(carry[0], run.hparams, carry[1])
-        carry[:] = [state, env_params]
-        return state, env_params, metrics
+        carry[0], metrics = runner.step(carry[0], size)
+        return carry[0], metrics
 
-    members = state.update_count.shape[0]
-    return call, members * size * run.config.batch_size
+    members = len(runner.plan.members)
+    return call, members * size * runner.configs[0].batch_size
 
 
 def measure_size(size: Size, members: int, timing: Timing, peak_repeats: int) -> list[dict]:
@@ -229,10 +231,11 @@ def measure_size(size: Size, members: int, timing: Timing, peak_repeats: int) ->
     )
     lines = [dict(bench="roofline", program="matmul_peak", n=PEAK_SIZE, peak_gflops=round(peak, 2),
                   loadavg_1m=round(os.getloadavg()[0], 2), **common)]
-    run = prepare(size.config(), members)
-    state = run.initial_state()
-    flops = networks.forward_flops(run.net_cfg, run.obs_shape, run.env.num_actions)
-    epochs = run.config.update_epochs
+    runner = FusedRunner(make_plan(parse_spec(spec_for_config(size.config(), members))))
+    state = runner.init_state()
+    network = runner.plan.groups[0].network
+    flops = networks.forward_flops(network, runner.plan.obs_shape, runner.plan.num_actions)
+    epochs = runner.configs[0].update_epochs
     programs = {
         "act": (act_program, flops),
         "update": (update_program, 3 * flops),
@@ -240,14 +243,14 @@ def measure_size(size: Size, members: int, timing: Timing, peak_repeats: int) ->
     }
     for name, (make, flops_per_item) in programs.items():
         t0 = time.perf_counter()
-        call, items = make(run, state)
+        call, items = make(runner, state)
         setup = time.perf_counter() - t0
         first, times = time_calls(call, timing)
         median = statistics.median(times)
         gflops = flops_per_item * items / median / 1e9
         lines.append(dict(
             bench="roofline", program=name, family=size.family, width=size.width,
-            depth=run.net_cfg.depth, members=members, items_per_call=items,
+            depth=network.depth, members=members, items_per_call=items,
             batch=f"{size.num_envs}x{size.rollout_length}", update_epochs=epochs,
             num_minibatches=size.num_minibatches, updates_per_chunk=size.updates_per_chunk,
             forward_flops=flops, flops_per_call=flops_per_item * items, backward_factor=2,
