@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import time
 
 import jax
@@ -25,7 +27,8 @@ DEFAULT_ENVS = ("CoinRun-v0", "StarPilot-v0", "FruitBot-v0")
 
 
 def measure(name: str, batch: int, steps: int, repeats: int, final_obs: bool = True) -> dict:
-    """Best-of-`repeats` steps/s of `name` at `batch` parallel envs over `steps` steps."""
+    """Median (and best) steps/s over `repeats` calls of `steps` steps at `batch` parallel envs,
+    with the 1-minute load average before and after the timed calls (a shared machine)."""
     env, params = envs_jax.make(name)
     num_actions = env.num_actions
 
@@ -51,20 +54,25 @@ def measure(name: str, batch: int, steps: int, repeats: int, final_obs: bool = T
     )
     state, acc = run(jax.random.PRNGKey(1), state)  # warm-up: compile and first run
     jax.block_until_ready(acc)
-    best = float("inf")
+    load_before = os.getloadavg()[0]
+    times = []
     for r in range(repeats):
         t0 = time.perf_counter()
         state, acc = run(jax.random.PRNGKey(2 + r), state)
         jax.block_until_ready((state, acc))
-        best = min(best, time.perf_counter() - t0)
+        times.append(time.perf_counter() - t0)
+    median, best = statistics.median(times), min(times)
     return {
         "benchmark": "env_throughput",
         "env": name,
         "batch": batch,
         "steps": steps,
         "final_obs": final_obs,
-        "steps_per_s": batch * steps / best,
-        "seconds": best,
+        "steps_per_s": batch * steps / median,
+        "best_steps_per_s": batch * steps / best,
+        "seconds": median,
+        "repeats": repeats,
+        "loadavg_1m": [load_before, os.getloadavg()[0]],
         "device": jax.devices()[0].device_kind,
         "platform": jax.default_backend(),
     }
@@ -75,7 +83,7 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=list(DEFAULT_ENVS))
     parser.add_argument("--batch", nargs="+", type=int, default=[256, 1024])
     parser.add_argument("--steps", type=int, default=64, help="steps per timed call")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
         "--final-obs", choices=("both", "yes", "no"), default="both",
         help="consume info['final_observation'] (yes), not (no), or measure both",
