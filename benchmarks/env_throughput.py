@@ -1,11 +1,14 @@
 """Environment throughput: steps/s of each game under random actions, auto-reset included.
 
-Prints one JSON line per (env, batch, final_obs). The loop is one jitted `lax.scan` of `steps`
-vmapped steps (actions drawn inside), timed after a warm-up call, with every output consumed
+Prints one JSON line per (env, batch, final_obs, level_refresh). The loop is one jitted
+`lax.scan` of `steps` vmapped steps (actions drawn inside), timed after a warm-up call (then
+median and best of `--repeats` calls, with the load average), with every output consumed
 (observations summed into a checksum) and `block_until_ready`. With final_obs=false the
 checksum leaves out `info["final_observation"]`, which XLA then never computes: that is the
 cost for a trainer that does not bootstrap truncated episodes (the Procgen games render the
-pre-reset frame separately).
+pre-reset frame separately). `--level-refresh` picks the Procgen games' form: "step" (the
+default of `envs_jax.make`, refreshing levels inside step) and/or "caller" (the pool-managed
+form that scalelab's trainer refreshes between rollouts; the refresh itself is not timed here).
 
     PYTHONPATH=. python benchmarks/env_throughput.py [--envs CoinRun-v0] [--batch 256 1024]
 """
@@ -26,10 +29,11 @@ import envs_jax
 DEFAULT_ENVS = ("CoinRun-v0", "StarPilot-v0", "FruitBot-v0")
 
 
-def measure(name: str, batch: int, steps: int, repeats: int, final_obs: bool = True) -> dict:
+def measure(name: str, batch: int, steps: int, repeats: int, final_obs: bool = True,
+            level_refresh: str = "step") -> dict:
     """Median (and best) steps/s over `repeats` calls of `steps` steps at `batch` parallel envs,
     with the 1-minute load average before and after the timed calls (a shared machine)."""
-    env, params = envs_jax.make(name)
+    env, params = envs_jax.make(name, level_refresh=level_refresh)
     num_actions = env.num_actions
 
     @jax.jit
@@ -68,6 +72,7 @@ def measure(name: str, batch: int, steps: int, repeats: int, final_obs: bool = T
         "batch": batch,
         "steps": steps,
         "final_obs": final_obs,
+        "level_refresh": level_refresh,
         "steps_per_s": batch * steps / median,
         "best_steps_per_s": batch * steps / best,
         "seconds": median,
@@ -88,13 +93,17 @@ def main() -> None:
         "--final-obs", choices=("both", "yes", "no"), default="both",
         help="consume info['final_observation'] (yes), not (no), or measure both",
     )
+    parser.add_argument("--level-refresh", nargs="+", choices=("step", "caller"),
+                        default=["step", "caller"])
     args = parser.parse_args()
     modes = {"both": (True, False), "yes": (True,), "no": (False,)}[args.final_obs]
     for name in args.envs:
         for batch in args.batch:
             for final_obs in modes:
-                result = measure(name, batch, args.steps, args.repeats, final_obs)
-                print(json.dumps(result), flush=True)
+                for level_refresh in args.level_refresh:
+                    result = measure(name, batch, args.steps, args.repeats, final_obs,
+                                     level_refresh)
+                    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from procgen_helpers import ks_statistic
 
 import envs_jax
 from envs_jax.procgen.common import (
@@ -24,14 +25,6 @@ from envs_jax.procgen.common import (
 @pytest.fixture(scope="module")
 def game():
     return envs_jax.make("CoinRun-v0", pool_size=32, refresh_size=8)
-
-
-def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sample Kolmogorov-Smirnov statistic sup |F_a - F_b| (exact on ties)."""
-    grid = np.union1d(a, b)
-    fa = np.searchsorted(np.sort(a), grid, side="right") / len(a)
-    fb = np.searchsorted(np.sort(b), grid, side="right") / len(b)
-    return float(np.max(np.abs(fa - fb)))
 
 
 def test_refresh_rewrites_one_ring_slice_with_matching_levels(game):

@@ -35,6 +35,7 @@ from envs_jax.procgen.common import (
     SPRITE_RES,
     TEXEL_BITS,
     AxisView,
+    LevelSlot,
     ProcgenGame,
     ProcgenParams,
     action_xy,
@@ -187,6 +188,7 @@ class CoinRunState:
     wall_theme: jax.Array
     agent_theme: jax.Array
     background: jax.Array
+    level_slot: LevelSlot | None = None  # the self-refreshing form's pool slot (see common)
 
 
 # ---- level generation ------------------------------------------------------------------------
