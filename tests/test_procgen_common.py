@@ -124,6 +124,10 @@ def test_render_bit_helpers_match_numpy():
     texels = jnp.arange(3 * 64)
     got = np.asarray(jax.jit(lambda t: texel_opaque(opacity_masks(sprites), t))(texels))
     np.testing.assert_array_equal(got, sprites[..., 3].reshape(-1) != 0)
+    # sprites sharing one mask (mirror-symmetric shapes) take the one-select path
+    shared = np.stack([sprites[0]] * 3)
+    got = np.asarray(jax.jit(lambda t: texel_opaque(opacity_masks(shared), t))(texels))
+    np.testing.assert_array_equal(got, shared[..., 3].reshape(-1) != 0)
     rgb = rng.integers(0, 256, (5, 7, 3)).astype(np.uint8)
     np.testing.assert_array_equal(np.asarray(unpack_rgb(pack_rgb(jnp.asarray(rgb)))), rgb)
     a = jnp.asarray(rng.random((6, 5)), jnp.float32)

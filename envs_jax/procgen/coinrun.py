@@ -47,7 +47,6 @@ from envs_jax.procgen.common import (
     once,
     opacity_masks,
     over,
-    pack_rgb,
     pack_sprites,
     shade,
     take_rows,
@@ -136,6 +135,9 @@ def _enemy_sprites() -> np.ndarray:
 
 
 SKY = np.array([(rgb, shade(rgb, 0.9)) for rgb in BACKGROUNDS], np.uint8)  # (B, 2 shades, 3)
+# packed once here: packing gathered bytes in the frame's last fusion redid it per output byte
+SKY_PACKED = (SKY.astype(np.uint32) << np.arange(0, 24, 8, dtype=np.uint32)).sum(
+    -1, dtype=np.uint32) | np.uint32(255 << 24)  # uint32 (B, 2 shades), as pack_rgb
 COLORS, (TILE_OFFSET, ENEMY_OFFSET, AGENT_OFFSET) = pack_sprites(
     _tile_atlas(), _enemy_sprites(), _agent_sprites()
 )
@@ -550,7 +552,7 @@ def render_state(state: CoinRunState) -> jax.Array:
     agent = AGENT_OFFSET + (2 * state.agent_theme + facing) * SPRITE_RES**2 + texel
     index = jnp.where(agent_shows, agent,
                       jnp.where(~cover & enemy_shows, ENEMY_OFFSET + enemy_texel, tile))
-    sky_pair = pack_rgb(jnp.asarray(SKY, jnp.uint8)[state.background])
+    sky_pair = lookup(jnp.asarray(SKY_PACKED), state.background)
     sky = jnp.where(shade == 1, sky_pair[1], sky_pair[0])
     return unpack_rgb(over(lookup(jnp.asarray(COLORS), index), sky))
 

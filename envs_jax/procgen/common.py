@@ -676,13 +676,18 @@ def texel_opaque(masks: np.ndarray, texel: jax.Array) -> jax.Array:
     """Whether sprite texels are opaque, from `opacity_masks` (n, 2): bool, texel's shape.
 
     texel: non-negative int32 flat index sprite * S^2 + row * S + col. Selects and shifts only
-    (no gather): cheap per pixel for the few sprites a game masks.
+    (no gather): cheap per pixel for the few sprites a game masks. Sprites that share one mask
+    (mirror-symmetric shapes facing either way) cost one select, not one per word.
     """
     texel = texel.astype(jnp.uint32)
-    word = jnp.uint32(0)
-    for n, pair in enumerate(np.asarray(masks, np.uint32).reshape(-1, 2)):
-        for w in range(2):  # texel >> 5 = (sprite, word) pair index
-            word = jnp.where(texel >> 5 == 2 * n + w, jnp.uint32(pair[w]), word)
+    pairs = np.asarray(masks, np.uint32).reshape(-1, 2)
+    if (pairs == pairs[0]).all():
+        word = jnp.where(texel >> 5 & 1 == 1, jnp.uint32(pairs[0, 1]), jnp.uint32(pairs[0, 0]))
+    else:
+        word = jnp.uint32(0)
+        for n, pair in enumerate(pairs):
+            for w in range(2):  # texel >> 5 = (sprite, word) pair index
+                word = jnp.where(texel >> 5 == 2 * n + w, jnp.uint32(pair[w]), word)
     return (word >> (texel & 31)) & 1 == 1
 
 
