@@ -477,8 +477,9 @@ def _with_enemy_rows(state: CoinRunState, xs: AxisView, row0: jax.Array, base: j
     """`base` int32 (VIEW_ROWS, 64) < 2^16 with every (view tile row, pixel column)'s enemy code
     in the high half-word: 0 = no enemy, else 1 + texel column + S * facing_left.
 
-    Only the DRAWN_ENEMIES nearest visible enemies are drawn (ties: the lower slot), picked by
-    rank instead of a sort. Enemies occupy exactly one tile row, so per-row coverage is all a
+    Only the DRAWN_ENEMIES nearest visible enemies are drawn (ties: the lower slot), found by
+    `lax.top_k` (which puts the lower index first among equals; a rank from all pairwise
+    comparisons cost more). Enemies occupy exactly one tile row, so per-row coverage is all a
     frame needs; where drawn enemies overlap the larger code wins. The loop over the drawn
     enemies also keeps XLA CPU from recomputing these rows inside the per-pixel fusion.
     """
@@ -488,15 +489,12 @@ def _with_enemy_rows(state: CoinRunState, xs: AxisView, row0: jax.Array, base: j
         state.enemy_on & (near_x < half) & (jnp.abs(state.enemy_row + 0.5 - state.y) < half)
     )
     slot = jnp.arange(near_x.shape[0])
-    closer = (near_x[None, :] < near_x[:, None]) | (
-        (near_x[None, :] == near_x[:, None]) & (slot[None, :] < slot[:, None])
-    )
-    rank = jnp.sum(closer & visible[None, :], axis=1)
+    nearest = jax.lax.top_k(-jnp.where(visible, near_x, jnp.inf), DRAWN_ENEMIES)[1]
     rows = row0 + jnp.arange(VIEW_ROWS)
 
     def draw(k, packed):
-        # the k-th nearest visible enemy, picked by a one-hot sum (no gather, no sort)
-        pick = visible & (rank == k)
+        # the k-th nearest visible enemy, picked by a one-hot sum (no gather)
+        pick = (slot == nearest[k]) & visible
         ex = jnp.sum(jnp.where(pick, state.enemy_x, 0.0))
         row = jnp.sum(jnp.where(pick, state.enemy_row, 0))
         left = jnp.any(pick & (state.enemy_vx < 0)).astype(jnp.int32)
