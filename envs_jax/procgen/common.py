@@ -38,11 +38,12 @@ levels played must keep changing, and `params.level_refresh` says who changes th
   each state a `level_slot` (a level, its id and start frame; initially a random pool entry).
   Under `vmap` the B envs' slots form one pool of B levels: a reset starts from a uniformly
   random one of them, and every step call regenerates `step_refresh_size` (default 1) of them
-  from fresh ids, keyed by the key the step already has. Cost per batched step: that many level
-  generations and start-frame renders (measured on 2 CPU cores: CoinRun about 30 us, StarPilot
-  about 90 us, FruitBot about 1 ms per level), a gather of B slots, and B slots of state (a
-  level and a 12 KiB frame per env). An env stepped alone (no vmap) plays its slot's level at
-  each reset and regenerates the slot then (a `lax.cond`: a generation per episode, as Procgen).
+  from fresh ids, keyed by the key the step already has. Cost per batched step, whatever B:
+  that many level generations and start-frame renders (one level, compiled alone, measured on
+  the shared 2-core CPU under load ~18: CoinRun 1.0 ms, StarPilot 0.3 ms, FruitBot 0.8 ms), a
+  gather of B slots, and B slots of state (a level and a 12 KiB frame per env). An env stepped
+  alone (no vmap) plays its slot's level at each reset and regenerates the slot then (a
+  `lax.cond`: one generation per episode, as in Procgen).
 * "caller": resets draw a uniformly random slot of the pool in params, and the caller refreshes
   it with `refresh_levels(key, params)`, which regenerates `refresh_size` slots (a ring cursor);
   scalelab's trainer calls it once per rollout inside the compiled program. Driven without that
