@@ -431,8 +431,6 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
                 return a if is_batched else jnp.broadcast_to(a, (axis_size,) + a.shape)
 
             key, done, slot = jax.tree.map(batched, (key, done, slot), tuple(in_batched))
-            choice = jax.vmap(lambda k: jax.random.randint(k, (), 0, axis_size))(key)
-            picked = jax.tree.map(lambda a: lookup(a, choice), slot)
             n = min(refresh_size, axis_size)
             k_at, k_ids = jax.random.split(jax.random.fold_in(key[0], 1))
             offset = jax.random.randint(k_at, (), 0, axis_size)
@@ -442,6 +440,10 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
                 lambda a, b: a.at[at].set(b.astype(a.dtype), unique_indices=True,
                                           mode="promise_in_bounds"),
                 slot, new)
+            # resets read the refreshed slots: reading the old ones after the in-place
+            # update made XLA copy every slot array at every step
+            choice = jax.vmap(lambda k: jax.random.randint(k, (), 0, axis_size))(key)
+            picked = jax.tree.map(lambda a: lookup(a, choice), slot)
             out = (picked, slot)
             return out, jax.tree.map(lambda _: True, out)
 
