@@ -3,7 +3,10 @@
 Prints one JSON line per (env, batch, final_obs, level_refresh). The loop is one jitted
 `lax.scan` of `steps` vmapped steps (actions drawn inside), timed after a warm-up call (then
 median and best of `--repeats` calls, with the load average), with every output consumed
-(observations summed into a checksum) and `block_until_ready`. With final_obs=false the
+(every observation byte XOR-ed into a checksum) and `block_until_ready`. An int32 sum of the
+frames, used before, cost more than CoinRun's whole step (27.6 ms of CPU per 1024 frames on
+its own, against 1.9 ms for the XOR), so numbers taken with it (benchmarks/results before
+2026-12-05) are not comparable. With final_obs=false the
 checksum leaves out `info["final_observation"]`, which XLA then never computes: that is the
 cost for a trainer that does not bootstrap truncated episodes (the Procgen games render the
 pre-reset frame separately). `--level-refresh` picks the Procgen games' form: "step" (the
@@ -29,6 +32,12 @@ import envs_jax
 DEFAULT_ENVS = ("CoinRun-v0", "StarPilot-v0", "FruitBot-v0")
 
 
+def frame_checksum(frames: jax.Array) -> jax.Array:
+    """XOR of every byte of uint8 frames, as int32: depends on all of them, costs ~1 pass."""
+    axes = tuple(range(frames.ndim))
+    return jax.lax.reduce(frames, jnp.uint8(0), jax.lax.bitwise_xor, axes).astype(jnp.int32)
+
+
 def measure(name: str, batch: int, steps: int, repeats: int, final_obs: bool = True,
             level_refresh: str = "step") -> dict:
     """Median (and best) steps/s over `repeats` calls of `steps` steps at `batch` parallel envs,
@@ -45,9 +54,9 @@ def measure(name: str, batch: int, steps: int, repeats: int, final_obs: bool = T
             obs, state, reward, term, trunc, info = jax.vmap(
                 env.step, in_axes=(0, 0, 0, None)
             )(jax.random.split(k_step, batch), state, actions, params)
-            acc = acc + jnp.sum(obs, dtype=jnp.int32) + jnp.sum(reward) + jnp.sum(term | trunc)
+            acc = acc + frame_checksum(obs) + jnp.sum(reward) + jnp.sum(term | trunc)
             if final_obs:
-                acc = acc + jnp.sum(info["final_observation"], dtype=jnp.int32)
+                acc = acc + frame_checksum(info["final_observation"])
             return (state, acc), None
 
         (state, acc), _ = jax.lax.scan(body, (state, jnp.float32(0)), jax.random.split(key, steps))
@@ -73,6 +82,7 @@ def measure(name: str, batch: int, steps: int, repeats: int, final_obs: bool = T
         "steps": steps,
         "final_obs": final_obs,
         "level_refresh": level_refresh,
+        "checksum": "xor_bytes",
         "steps_per_s": batch * steps / median,
         "best_steps_per_s": batch * steps / best,
         "seconds": median,
