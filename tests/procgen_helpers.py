@@ -48,6 +48,14 @@ def game_fixtures(name: str, pool_size: int = 16, refresh_size: int = 8) -> tupl
     return game, hard, step_fn, vstep, gen
 
 
+def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic sup |F_a - F_b| (exact on ties)."""
+    grid = np.union1d(a, b)
+    fa = np.searchsorted(np.sort(a), grid, side="right") / len(a)
+    fb = np.searchsorted(np.sort(b), grid, side="right") / len(b)
+    return float(np.max(np.abs(fa - fb)))
+
+
 def check_gymnax_api(env: Any, params: Any, vstep: Callable, name: str) -> Any:
     """Check a game's gymnax API under vmap over 4 keys: name, 15 actions, uint8 (64, 64, 3)
     observations from reset and step, float32 rewards, bool terminations, final observations.

@@ -1,5 +1,7 @@
 """CoinRun-v0: gymnax API, determinism, rules (scripted states), solvability, rendering."""
 
+import hashlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +9,7 @@ import pytest
 
 import envs_jax
 from envs_jax.procgen import coinrun as C
-from envs_jax.procgen.common import COMBOS, action_xy, special_key
+from envs_jax.procgen.common import COMBOS, action_xy, rollout_frames, special_key
 
 RIGHT, RIGHT_UP, LEFT, NOOP, DOWN = 7, 8, 1, 4, 3
 
@@ -404,3 +406,16 @@ def test_generated_levels_follow_the_rules(game, hard_params):
         assert flat_enemies.any() == (mode == "hard")
         themes = set(np.asarray(levels.wall_theme).tolist())
         assert (len(themes) > 1) == (mode == "hard")
+
+
+@pytest.mark.parametrize("mode, digest", [("easy", "766f790049815f9e"),
+                                          ("hard", "2eb57c0900a677d7")])
+def test_rollout_frames_are_pinned(mode, digest):
+    """Render speed-ups keep every pixel: SHA-256 of a 64-step random rollout's frames (the
+    pool-managed form, whose levels and resets do not depend on the step's level refresh),
+    pinned from the renderer before its optimisations."""
+    env, params = envs_jax.make("CoinRun-v0", pool_size=16, refresh_size=8,
+                                level_refresh="caller", distribution_mode=mode)
+    frames = rollout_frames(env, params, jax.random.PRNGKey(3), 64)
+    assert len({f.tobytes() for f in frames}) > 32
+    assert hashlib.sha256(frames.tobytes()).hexdigest()[:16] == digest

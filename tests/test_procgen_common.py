@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from procgen_helpers import ks_statistic
 
 import envs_jax
 from envs_jax.procgen.common import (
@@ -24,14 +25,6 @@ from envs_jax.procgen.common import (
 @pytest.fixture(scope="module")
 def game():
     return envs_jax.make("CoinRun-v0", pool_size=32, refresh_size=8)
-
-
-def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sample Kolmogorov-Smirnov statistic sup |F_a - F_b| (exact on ties)."""
-    grid = np.union1d(a, b)
-    fa = np.searchsorted(np.sort(a), grid, side="right") / len(a)
-    fb = np.searchsorted(np.sort(b), grid, side="right") / len(b)
-    return float(np.max(np.abs(fa - fb)))
 
 
 def test_refresh_rewrites_one_ring_slice_with_matching_levels(game):
@@ -131,6 +124,10 @@ def test_render_bit_helpers_match_numpy():
     texels = jnp.arange(3 * 64)
     got = np.asarray(jax.jit(lambda t: texel_opaque(opacity_masks(sprites), t))(texels))
     np.testing.assert_array_equal(got, sprites[..., 3].reshape(-1) != 0)
+    # sprites sharing one mask (mirror-symmetric shapes) take the one-select path
+    shared = np.stack([sprites[0]] * 3)
+    got = np.asarray(jax.jit(lambda t: texel_opaque(opacity_masks(shared), t))(texels))
+    np.testing.assert_array_equal(got, shared[..., 3].reshape(-1) != 0)
     rgb = rng.integers(0, 256, (5, 7, 3)).astype(np.uint8)
     np.testing.assert_array_equal(np.asarray(unpack_rgb(pack_rgb(jnp.asarray(rgb)))), rgb)
     a = jnp.asarray(rng.random((6, 5)), jnp.float32)

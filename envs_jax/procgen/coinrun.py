@@ -35,6 +35,7 @@ from envs_jax.procgen.common import (
     SPRITE_RES,
     TEXEL_BITS,
     AxisView,
+    LevelSlot,
     ProcgenGame,
     ProcgenParams,
     action_xy,
@@ -46,7 +47,6 @@ from envs_jax.procgen.common import (
     once,
     opacity_masks,
     over,
-    pack_rgb,
     pack_sprites,
     shade,
     take_rows,
@@ -135,6 +135,9 @@ def _enemy_sprites() -> np.ndarray:
 
 
 SKY = np.array([(rgb, shade(rgb, 0.9)) for rgb in BACKGROUNDS], np.uint8)  # (B, 2 shades, 3)
+# packed once here: packing gathered bytes in the frame's last fusion redid it per output byte
+SKY_PACKED = (SKY.astype(np.uint32) << np.arange(0, 24, 8, dtype=np.uint32)).sum(
+    -1, dtype=np.uint32) | np.uint32(255 << 24)  # uint32 (B, 2 shades), as pack_rgb
 COLORS, (TILE_OFFSET, ENEMY_OFFSET, AGENT_OFFSET) = pack_sprites(
     _tile_atlas(), _enemy_sprites(), _agent_sprites()
 )
@@ -187,6 +190,7 @@ class CoinRunState:
     wall_theme: jax.Array
     agent_theme: jax.Array
     background: jax.Array
+    level_slot: LevelSlot | None = None  # the self-refreshing form's pool slot (see common)
 
 
 # ---- level generation ------------------------------------------------------------------------
@@ -473,8 +477,9 @@ def _with_enemy_rows(state: CoinRunState, xs: AxisView, row0: jax.Array, base: j
     """`base` int32 (VIEW_ROWS, 64) < 2^16 with every (view tile row, pixel column)'s enemy code
     in the high half-word: 0 = no enemy, else 1 + texel column + S * facing_left.
 
-    Only the DRAWN_ENEMIES nearest visible enemies are drawn (ties: the lower slot), picked by
-    rank instead of a sort. Enemies occupy exactly one tile row, so per-row coverage is all a
+    Only the DRAWN_ENEMIES nearest visible enemies are drawn (ties: the lower slot), found by
+    `lax.top_k` (which puts the lower index first among equals; a rank from all pairwise
+    comparisons cost more). Enemies occupy exactly one tile row, so per-row coverage is all a
     frame needs; where drawn enemies overlap the larger code wins. The loop over the drawn
     enemies also keeps XLA CPU from recomputing these rows inside the per-pixel fusion.
     """
@@ -484,15 +489,12 @@ def _with_enemy_rows(state: CoinRunState, xs: AxisView, row0: jax.Array, base: j
         state.enemy_on & (near_x < half) & (jnp.abs(state.enemy_row + 0.5 - state.y) < half)
     )
     slot = jnp.arange(near_x.shape[0])
-    closer = (near_x[None, :] < near_x[:, None]) | (
-        (near_x[None, :] == near_x[:, None]) & (slot[None, :] < slot[:, None])
-    )
-    rank = jnp.sum(closer & visible[None, :], axis=1)
+    nearest = jax.lax.top_k(-jnp.where(visible, near_x, jnp.inf), DRAWN_ENEMIES)[1]
     rows = row0 + jnp.arange(VIEW_ROWS)
 
     def draw(k, packed):
-        # the k-th nearest visible enemy, picked by a one-hot sum (no gather, no sort)
-        pick = visible & (rank == k)
+        # the k-th nearest visible enemy, picked by a one-hot sum (no gather)
+        pick = (slot == nearest[k]) & visible
         ex = jnp.sum(jnp.where(pick, state.enemy_x, 0.0))
         row = jnp.sum(jnp.where(pick, state.enemy_row, 0))
         left = jnp.any(pick & (state.enemy_vx < 0)).astype(jnp.int32)
@@ -548,7 +550,7 @@ def render_state(state: CoinRunState) -> jax.Array:
     agent = AGENT_OFFSET + (2 * state.agent_theme + facing) * SPRITE_RES**2 + texel
     index = jnp.where(agent_shows, agent,
                       jnp.where(~cover & enemy_shows, ENEMY_OFFSET + enemy_texel, tile))
-    sky_pair = pack_rgb(jnp.asarray(SKY, jnp.uint8)[state.background])
+    sky_pair = lookup(jnp.asarray(SKY_PACKED), state.background)
     sky = jnp.where(shade == 1, sky_pair[1], sky_pair[0])
     return unpack_rgb(over(lookup(jnp.asarray(COLORS), index), sky))
 

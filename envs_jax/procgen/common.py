@@ -10,7 +10,8 @@ A game subclasses `ProcgenGame` and provides:
   (a pytree of fixed-shape arrays; it must carry everything the start state needs). It may
   read only `params.distribution_mode`: generators are compiled once per mode.
 * `start_state(level, level_id, params) -> State`: the first state of an episode on `level`.
-  `State` is a `flax.struct.dataclass` with at least `time: jnp.int32` and `level_id: jnp.int32`.
+  `State` is a `flax.struct.dataclass` with at least `time: jnp.int32`, `level_id: jnp.int32`
+  and, last, `level_slot: LevelSlot | None = None` (set by the base class, see below).
 * `game_step(key, state, action, params) -> (state, reward float32, terminated bool)`: one step
   of the dynamics WITHOUT auto-reset and without touching `time` (the base class counts time,
   truncates at `params.max_steps_in_episode` and resets from the pool).
@@ -18,18 +19,42 @@ A game subclasses `ProcgenGame` and provides:
 * a params class deriving from `ProcgenParams` (set the game's time limit as default) and a
   factory for the registry: `params = game.make_params(**overrides)` fills the level pool.
 
-Resets never generate a level: `params.pool_levels` holds `pool_size` pre-generated levels (a
-Level pytree with a leading pool axis), and a reset gathers one at a uniformly random slot.
-With `start_frames_in_pool` (the default), `params.pool_frames` holds each slot's start frame,
-so a step renders ONE frame per env (the stepped state's, which is also
-`info["final_observation"]`) and takes a reset's observation from the pool; `start_state` and
-`render` may therefore read only `distribution_mode` too. A game whose frames cost less to
-render than to copy from the pool sets it False and renders the post-reset state instead.
+Levels and resets
+-----------------
+`params.pool_levels` holds `pool_size` pre-generated levels (a Level pytree with a leading pool
+axis); with `start_frames_in_pool` (the default), `params.pool_frames` holds each slot's start
+frame, so a step renders ONE frame per env (the stepped state's, which is also
+`info["final_observation"]`) and takes a reset's observation from a stored frame; `start_state`
+and `render` may therefore read only `distribution_mode` too. A game whose frames cost less to
+render than to copy sets it False and renders the post-reset state instead.
+
 When `0 < num_levels <= pool_size` the pool holds every level of the split (slot j holds level
-`start_level + j` for j < num_levels) and refreshing is a no-op; otherwise every slot holds an
-independently drawn level id and `refresh_levels(key, params)` regenerates `refresh_size` slots
-(a ring cursor), which the trainer calls once per rollout inside the compiled program. Either
-way the level of each reset is marginally distributed exactly as a freshly drawn level.
+`start_level + j` for j < num_levels), resets draw a uniformly random slot and nothing is ever
+refreshed. Otherwise (unlimited levels, `num_levels = 0`, or a split larger than the pool) the
+levels played must keep changing, and `params.level_refresh` says who changes them:
+
+* "step" (the default, what `envs_jax.make` returns): the env refreshes itself, so any gymnax
+  loop that drives it only through `reset` and `step` keeps meeting new levels. `reset` gives
+  each state a `level_slot` (a level, its id and start frame; initially a random pool entry).
+  Under `vmap` the B envs' slots form one pool of B levels: a reset starts from a uniformly
+  random one of them, and every step call regenerates `step_refresh_size` (default 1) of them
+  from fresh ids, keyed by the key the step already has. Cost per batched step, whatever B:
+  that many level generations and start-frame renders (one level, compiled alone, measured on
+  the shared 2-core CPU under load ~18: CoinRun 1.0 ms, StarPilot 0.3 ms, FruitBot 0.8 ms), a
+  gather of B slots, and B slots of state (a level and a 12 KiB frame per env). An env stepped
+  alone (no vmap) plays its slot's level at each reset and regenerates the slot then (a
+  `lax.cond`: one generation per episode, as in Procgen).
+* "caller": resets draw a uniformly random slot of the pool in params, and the caller refreshes
+  it with `refresh_levels(key, params)`, which regenerates `refresh_size` slots (a ring cursor);
+  scalelab's trainer calls it once per rollout inside the compiled program. Driven without that
+  call, the env plays the `pool_size` levels of `make` forever: ask for this form only if you
+  refresh.
+
+Either way the level of each reset is marginally distributed exactly as a freshly drawn level
+(which slots are refreshed and which slot a reset takes never depend on the levels), and new
+levels keep arriving at a fixed rate; `refresh_levels` keeps working in the "step" form, where
+it refreshes the entries that `reset` hands out. States built by hand (`start_state`,
+`sample_start`) carry no slot and reset from the pool in params.
 
 Rendering helpers work separably: a view maps each output column to a world x (tile index and
 sub-tile sprite texel) and each row to a world y, and colours come from one packed RGBA table
@@ -78,6 +103,9 @@ SPRITE_RES = 8  # sprites are SPRITE_RES x SPRITE_RES texels, stretched over the
 TEXEL_BITS = 3  # SPRITE_RES = 2 ** TEXEL_BITS
 LEVEL_ID_MAX = 2**31 - 1  # num_levels = 0 draws ids uniformly from [0, LEVEL_ID_MAX)
 DISTRIBUTION_MODES = ("easy", "hard")
+# "step": the env refreshes its levels inside step (the gymnax contract, the default);
+# "caller": the caller refreshes the pool in params with `refresh_levels` (scalelab's trainer).
+LEVEL_REFRESH_MODES = ("step", "caller")
 GENERATE_CHUNK = 32  # levels per compiled generator call outside traced code
 
 
@@ -101,8 +129,9 @@ def special_key(action: jax.Array) -> jax.Array:
 class ProcgenParams(environment.EnvParams):
     """Parameters shared by every Procgen-like game.
 
-    Static (Python) fields fix shapes and the level split; `pool_*` are the shared, read-only
-    level pool (passed once to the trainer, never per member), its start frames uint8
+    Static (Python) fields fix shapes, the level split and who refreshes levels
+    (`level_refresh`, see the module docstring); `pool_*` are the shared, read-only level pool
+    (passed once to the trainer, never per member), its start frames uint8
     (pool_size, 64, 64, 3) and its ring cursor.
     """
 
@@ -113,6 +142,8 @@ class ProcgenParams(environment.EnvParams):
     pool_size: int = struct.field(pytree_node=False, default=1024)
     refresh_size: int = struct.field(pytree_node=False, default=128)
     pool_seed: int = struct.field(pytree_node=False, default=0)
+    level_refresh: str = struct.field(pytree_node=False, default="step")
+    step_refresh_size: int = struct.field(pytree_node=False, default=1)
     pool_levels: Any = None
     pool_ids: Any = None
     pool_frames: Any = None
@@ -146,6 +177,16 @@ def validate_params(params: ProcgenParams) -> None:
             f"refresh_size must be a positive divisor of pool_size={params.pool_size}, "
             f"got {params.refresh_size!r}"
         )
+    if params.level_refresh not in LEVEL_REFRESH_MODES:
+        raise ValueError(
+            f"level_refresh must be one of {LEVEL_REFRESH_MODES}, got {params.level_refresh!r}"
+        )
+    if not isinstance(params.step_refresh_size, int | np.integer) or (
+        params.step_refresh_size < 1
+    ):
+        raise ValueError(
+            f"step_refresh_size must be a positive int, got {params.step_refresh_size!r}"
+        )
     if not isinstance(params.max_steps_in_episode, int | np.integer) or (
         params.max_steps_in_episode < 1
     ):
@@ -159,6 +200,12 @@ def pool_holds_all_levels(params: ProcgenParams) -> bool:
     return 0 < params.num_levels <= params.pool_size
 
 
+def refreshes_in_step(params: ProcgenParams) -> bool:
+    """True when `reset` hands each state a pool slot that `step` keeps refreshing (the
+    default "step" form, unless the pool already holds the whole finite split)."""
+    return params.level_refresh == "step" and not pool_holds_all_levels(params)
+
+
 def draw_level_ids(key: jax.Array, n: int, params: ProcgenParams) -> jax.Array:
     """n level ids (int32): `start_level + U{0..num_levels-1}`, or U{0..2^31-2} if num_levels=0."""
     if params.num_levels > 0:
@@ -168,6 +215,19 @@ def draw_level_ids(key: jax.Array, n: int, params: ProcgenParams) -> jax.Array:
 
 S = TypeVar("S")
 L = TypeVar("L")
+
+
+@struct.dataclass
+class LevelSlot:
+    """One slot of the level pool that the self-refreshing form spreads over its states.
+
+    level: a game's Level pytree; level_id: int32; frame: the level's start frame uint8
+    (64, 64, 3), or None for a game that renders its resets (`start_frames_in_pool` False).
+    """
+
+    level: Any
+    level_id: jax.Array
+    frame: jax.Array | None = None
 
 
 class ProcgenGame(environment.Environment, Generic[S, L]):
@@ -319,12 +379,84 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
         return self.start_state(level, params.pool_ids[slot], params)
 
     def sample_start(self, key: jax.Array, params: ProcgenParams) -> S:
-        """Start state on a uniformly random pool slot (a gather, no generation)."""
+        """Start state on a uniformly random pool slot (a gather, no generation).
+
+        The state carries no `level_slot`: stepped, it resets from the pool in params (as in
+        the "caller" form). `reset` adds the slot of the self-refreshing form.
+        """
         return self._start_at(self._sample_slot(key, params), params)
+
+    def _pool_slot(self, index: jax.Array, params: ProcgenParams) -> LevelSlot:
+        """Pool entry `index` of params as a LevelSlot (a gather)."""
+        frame = lookup(params.pool_frames, index) if self.start_frames_in_pool else None
+        level = jax.tree.map(lambda a: lookup(a, index), params.pool_levels)
+        return LevelSlot(level, lookup(params.pool_ids, index), frame)
+
+    def _fresh_slots(self, key: jax.Array, n: int, params: ProcgenParams) -> LevelSlot:
+        """n newly generated slots (leading axis n) of ids drawn from the split."""
+        ids = draw_level_ids(key, n, params).astype(jnp.int32)
+        levels, frames = self._pool_entries(ids, params)
+        return LevelSlot(levels, ids, frames)
+
+    def _trade_slots(
+        self, key: jax.Array, done: jax.Array, slot: LevelSlot, params: ProcgenParams
+    ) -> tuple[LevelSlot, LevelSlot]:
+        """(the slot a reset of this step starts from, the env's slot after the step).
+
+        Alone, an env's slot is its next level: a reset starts from it and regenerates it
+        (a `lax.cond`, so generation costs only at episode ends). Under `vmap` the B envs'
+        slots form one pool of B levels: a reset starts from a uniformly random one of them
+        and `step_refresh_size` slots (evenly spaced from a random offset) are regenerated per
+        call, keyed by env 0's key, whether or not any episode ended (a bounded cost).
+        """
+        static = ProcgenParams(distribution_mode=params.distribution_mode,
+                               num_levels=params.num_levels, start_level=params.start_level)
+        refresh_size = params.step_refresh_size
+
+        @jax.custom_batching.custom_vmap
+        def trade(key: jax.Array, done: jax.Array, slot: LevelSlot) -> tuple[LevelSlot,
+                                                                             LevelSlot]:
+            def fresh() -> LevelSlot:
+                one = self._fresh_slots(jax.random.fold_in(key, 1), 1, static)
+                return jax.tree.map(lambda a: a[0], one)
+
+            return slot, jax.lax.cond(done, fresh, lambda: slot)
+
+        @trade.def_vmap
+        def trade_batched(
+            axis_size: int, in_batched: list[Any], key: jax.Array, done: jax.Array,
+            slot: LevelSlot,
+        ) -> tuple[tuple[LevelSlot, LevelSlot], Any]:
+            def batched(a: jax.Array, is_batched: bool) -> jax.Array:
+                return a if is_batched else jnp.broadcast_to(a, (axis_size,) + a.shape)
+
+            key, done, slot = jax.tree.map(batched, (key, done, slot), tuple(in_batched))
+            n = min(refresh_size, axis_size)
+            k_at, k_ids = jax.random.split(jax.random.fold_in(key[0], 1))
+            offset = jax.random.randint(k_at, (), 0, axis_size)
+            at = (offset + np.arange(n) * axis_size // n) % axis_size
+            new = self._fresh_slots(k_ids, n, static)
+            slot = jax.tree.map(
+                lambda a, b: a.at[at].set(b.astype(a.dtype), unique_indices=True,
+                                          mode="promise_in_bounds"),
+                slot, new)
+            # resets read the refreshed slots: reading the old ones after the in-place
+            # update made XLA copy every slot array at every step
+            choice = jax.vmap(lambda k: jax.random.randint(k, (), 0, axis_size))(key)
+            picked = jax.tree.map(lambda a: lookup(a, choice), slot)
+            out = (picked, slot)
+            return out, jax.tree.map(lambda _: True, out)
+
+        return trade(key, done, slot)
 
     # ---- gymnax API ------------------------------------------------------------------------
     def reset_env(self, key: jax.Array, params: ProcgenParams) -> tuple[jax.Array, S]:
+        """A start state on a uniformly random pool slot; in the self-refreshing form it also
+        carries a `level_slot` holding another uniformly random pool entry."""
         state = self.sample_start(key, params)
+        if refreshes_in_step(params):
+            index = self._sample_slot(jax.random.fold_in(key, 1), params)
+            state = state.replace(level_slot=self._pool_slot(index, params))
         return self.render(state, params), state
 
     def step_env(self, key, state, action, params):
@@ -346,7 +478,9 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
         is the observation of the pre-reset state (equal to obs unless the episode ended).
         Truncation means the time limit was hit without a natural termination. With
         `start_frames_in_pool` one frame is rendered per call (a reset's observation is the
-        pool slot's stored start frame); else obs renders the post-reset state.
+        pool slot's stored start frame); else obs renders the post-reset state. A state with a
+        `level_slot` (from `reset` in the "step" form) resets from the slots and refreshes
+        them (`_trade_slots`); one without resets from the pool in params.
         """
         if params is None:
             params = self.default_params
@@ -357,12 +491,20 @@ class ProcgenGame(environment.Environment, Generic[S, L]):
         terminated = jnp.asarray(terminated, jnp.bool_)
         truncated = jnp.logical_and(nxt.time >= params.max_steps_in_episode, ~terminated)
         done = jnp.logical_or(terminated, truncated)
-        slot = self._sample_slot(k_reset, params)
-        new_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), self._start_at(slot, params),
-                                 nxt)
+        if state.level_slot is None:
+            slot = self._sample_slot(k_reset, params)
+            start = self._start_at(slot, params)
+            frame = lookup(params.pool_frames, slot) if self.start_frames_in_pool else None
+            own = None
+        else:
+            picked, own = self._trade_slots(k_reset, done, state.level_slot, params)
+            start = self.start_state(picked.level, picked.level_id, params)
+            frame = picked.frame
+        new_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), start,
+                                 nxt.replace(level_slot=None)).replace(level_slot=own)
         final_obs = self.render(nxt, params)
         if self.start_frames_in_pool:
-            obs = jnp.where(done, lookup(params.pool_frames, slot), final_obs)
+            obs = jnp.where(done, frame, final_obs)
         else:
             obs = self.render(new_state, params)
         info = {"terminated": terminated, "truncated": truncated, "final_observation": final_obs}
@@ -537,13 +679,18 @@ def texel_opaque(masks: np.ndarray, texel: jax.Array) -> jax.Array:
     """Whether sprite texels are opaque, from `opacity_masks` (n, 2): bool, texel's shape.
 
     texel: non-negative int32 flat index sprite * S^2 + row * S + col. Selects and shifts only
-    (no gather): cheap per pixel for the few sprites a game masks.
+    (no gather): cheap per pixel for the few sprites a game masks. Sprites that share one mask
+    (mirror-symmetric shapes facing either way) cost one select, not one per word.
     """
     texel = texel.astype(jnp.uint32)
-    word = jnp.uint32(0)
-    for n, pair in enumerate(np.asarray(masks, np.uint32).reshape(-1, 2)):
-        for w in range(2):  # texel >> 5 = (sprite, word) pair index
-            word = jnp.where(texel >> 5 == 2 * n + w, jnp.uint32(pair[w]), word)
+    pairs = np.asarray(masks, np.uint32).reshape(-1, 2)
+    if (pairs == pairs[0]).all():
+        word = jnp.where(texel >> 5 & 1 == 1, jnp.uint32(pairs[0, 1]), jnp.uint32(pairs[0, 0]))
+    else:
+        word = jnp.uint32(0)
+        for n, pair in enumerate(pairs):
+            for w in range(2):  # texel >> 5 = (sprite, word) pair index
+                word = jnp.where(texel >> 5 == 2 * n + w, jnp.uint32(pair[w]), word)
     return (word >> (texel & 31)) & 1 == 1
 
 

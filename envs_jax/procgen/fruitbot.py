@@ -34,6 +34,7 @@ from envs_jax.procgen.common import (
     OBS_SIZE,
     SPRITE_RES,
     TEXEL_BITS,
+    LevelSlot,
     ProcgenGame,
     ProcgenParams,
     action_xy,
@@ -163,6 +164,7 @@ class FruitBotState:
     key_y: jax.Array
     key_life: jax.Array
     last_fire: jax.Array
+    level_slot: LevelSlot | None = None  # the self-refreshing form's pool slot (see common)
 
 
 def _pack_bytes(values: jax.Array) -> jax.Array:

@@ -43,6 +43,7 @@ from flax import struct
 
 from envs_jax.procgen.common import (
     OBS_SIZE,
+    LevelSlot,
     ProcgenGame,
     ProcgenParams,
     action_xy,
@@ -194,6 +195,7 @@ class StarPilotState:
     finish_x: jax.Array
     next_spawn: jax.Array
     dropped: jax.Array
+    level_slot: LevelSlot | None = None  # the self-refreshing form's pool slot (see common)
 
 
 def allocate(free: jax.Array, want: jax.Array) -> tuple[jax.Array, jax.Array]:
