@@ -419,6 +419,10 @@ def make_plan(spec: SweepSpec) -> Plan:
         raise SpecError(str(exc)) from None
     except (TypeError, ValueError) as exc:
         raise SpecError(f"{spec.path}: [env.kwargs]: {exc}") from None
+    if has_level_pool(env) and "level_refresh" not in spec.env_kwargs:
+        # the trainer manages the pool itself: every member owns one and refreshes it once per
+        # update (`scalelab.members`), so the env's own per-step refresh is switched off
+        env_params = env_params.replace(level_refresh="caller")
     space = env.observation_space(env_params)
     obs_shape = tuple(space.shape)
     num_actions = int(env.num_actions)
