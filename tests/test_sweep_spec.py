@@ -10,6 +10,8 @@ import pytest
 
 from scalelab import specs
 from scalelab.cli import main
+from scalelab.networks import NetworkConfig, param_count
+from scalelab.sweep.plan import make_plan
 from scalelab.sweep.spec import SCHEMA, LrRule, SpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,6 +104,30 @@ def test_an_existing_file_wins_over_a_shipped_name(tmp_path, monkeypatch):
     assert specs.resolve("quickstart.toml") == specs.path("quickstart")
 
 
+def test_param_ratio_axis_with_the_default_family():
+    """No [network] family: the family comes from the observations (MinAtar's 10x10x4 grid ->
+    small_cnn) and the parameter ratios are resolved for it."""
+    text = """
+[env]
+name = "Breakout-MinAtar"
+[train]
+num_envs = 8
+rollout_length = 4
+num_minibatches = 2
+[budget]
+interactions = 1000
+[lr]
+base = 1e-3
+[axes]
+param_ratio = [0.25, 1.0]
+"""
+    plan = make_plan(parse_spec(text, "minatar.toml"))
+    assert plan.family == "small_cnn"
+    n1 = param_count(NetworkConfig("small_cnn"), (10, 10, 4), 3)
+    assert [m.params for m in plan.members][-1] == n1
+    assert plan.members[0].params == pytest.approx(n1 / 4, rel=0.025)
+
+
 def _edit(old, new):
     assert old in GOOD
     return GOOD.replace(old, new)
@@ -175,8 +201,6 @@ BAD.update({
 
 
 def test_algorithm_axes_reach_the_members():
-    from scalelab.sweep.plan import make_plan
-
     text = _algo('algo = "ppg_ewma"\nobjective = "kl"\nppg_n_pi = 2',
                  "kl_coef = [0.1, 1.0]\newma_decay = 0.5\nbeta_clone = [2.0, 3.0]\n"
                  "imp_samp_max = 50.0")
