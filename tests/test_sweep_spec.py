@@ -107,24 +107,13 @@ def test_an_existing_file_wins_over_a_shipped_name(tmp_path, monkeypatch):
 def test_param_ratio_axis_with_the_default_family():
     """No [network] family: the family comes from the observations (MinAtar's 10x10x4 grid ->
     small_cnn) and the parameter ratios are resolved for it."""
-    text = """
-[env]
-name = "Breakout-MinAtar"
-[train]
-num_envs = 8
-rollout_length = 4
-num_minibatches = 2
-[budget]
-interactions = 1000
-[lr]
-base = 1e-3
-[axes]
-param_ratio = [0.25, 1.0]
-"""
+    no_family = _edit('name = "MNIST-v0"\n[network]\nfamily = "mnist_cnn"\n',
+                      'name = "Breakout-MinAtar"\n')
+    text = no_family.split("[axes]")[0] + "[axes]\nparam_ratio = [0.25, 1.0]\n"
     plan = make_plan(parse_spec(text, "minatar.toml"))
     assert plan.family == "small_cnn"
     n1 = param_count(NetworkConfig("small_cnn"), (10, 10, 4), 3)
-    assert [m.params for m in plan.members][-1] == n1
+    assert plan.members[-1].params == n1
     assert plan.members[0].params == pytest.approx(n1 / 4, rel=0.025)
 
 
