@@ -23,9 +23,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from fitting.report import fit_run
 from scalelab import specs
 from scalelab.sweep.plan import Plan, make_plan
-from scalelab.sweep.run import FusedRunner
+from scalelab.sweep.run import FusedRunner, run_sweep
 from scalelab.sweep.spec import SweepSpec, load_spec
 
 
@@ -108,20 +109,19 @@ def memory(spec: SweepSpec) -> None:
 
 def quickstart() -> None:
     """`scalelab quickstart` end to end: sweep + fit, wall time and the fitted exponent."""
-    from scalelab.sweep.fit import fit_run_dir
-    from scalelab.sweep.run import run_sweep
-
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         run_sweep(specs.path("quickstart"), Path(tmp) / "qs", progress=False)
         t1 = time.perf_counter()
-        summary = fit_run_dir(Path(tmp) / "qs", bootstrap=100, make_plots=True)
+        report = fit_run(Path(tmp) / "qs", bootstrap=100, make_plots=True)
         t2 = time.perf_counter()
-    for label, (fit, _) in summary["fits"].items():
-        _emit(bench="quickstart", label=label, sweep_s=t1 - t0, fit_s=t2 - t1,
+    for experiment in report.experiments:
+        fit = experiment.fit
+        _emit(bench="quickstart", label=experiment.label, sweep_s=t1 - t0, fit_s=t2 - t1,
               total_s=t2 - t0, size_exponent=fit.size_exponent,
               size_exponent_interval=(fit.intervals or {}).get("size_exponent"),
-              alpha_N=fit.alpha_N, alpha_E=fit.alpha_E, converged=fit.converged)
+              alpha_N=fit.alpha_N, alpha_E=fit.alpha_E, status=fit.status,
+              status_reason=fit.status_reason)
 
 
 def main() -> None:

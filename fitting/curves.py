@@ -26,7 +26,8 @@ from typing import Literal, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-Compute = Literal["params", "flops"]
+Size = Literal["params", "policy_params", "flops"]
+SIZES = ("params", "policy_params", "flops")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -35,7 +36,8 @@ class LearningCurve:
 
     params: parameter count N (> 0). interactions: (T,) strictly increasing, > 0, T >= 2.
     score: (T,) finite mean return or accuracy at those interactions. seed: the run's seed.
-    flops_per_interaction: forward FLOPs per interaction (used with compute="flops").
+    flops_per_interaction: forward FLOPs per interaction (used with size="flops").
+    policy_params: parameters of the acting network alone (used with size="policy_params").
     hparams: other settings that distinguish runs of the same size (e.g. lr, gamma); runs that
     differ only in seed are averaged together.
     """
@@ -46,13 +48,17 @@ class LearningCurve:
     seed: int | None = None
     flops_per_interaction: float | None = None
     hparams: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    policy_params: float | None = None
 
     def __init__(self, params: float, interactions: ArrayLike, score: ArrayLike,
                  seed: int | None = None, flops_per_interaction: float | None = None,
-                 hparams: Mapping[str, float] | None = None) -> None:
+                 hparams: Mapping[str, float] | None = None,
+                 policy_params: float | None = None) -> None:
         _check_size("params", params)
-        if flops_per_interaction is not None:
-            _check_size("flops_per_interaction", flops_per_interaction)
+        for name, value in (("flops_per_interaction", flops_per_interaction),
+                            ("policy_params", policy_params)):
+            if value is not None:
+                _check_size(name, value)
         e = np.asarray(interactions, dtype=np.float64)
         r = np.asarray(score, dtype=np.float64)
         if e.ndim != 1 or r.ndim != 1:
@@ -82,21 +88,13 @@ class LearningCurve:
         object.__setattr__(self, "flops_per_interaction",
                            None if flops_per_interaction is None else float(flops_per_interaction))
         object.__setattr__(self, "hparams", dict(hparams or {}))
-
-    def size(self, compute: Compute) -> float:
-        """The model size N used for compute C = k·N·E: params, or FLOPs per interaction."""
-        if compute == "params":
-            return self.params
-        if compute == "flops":
-            if self.flops_per_interaction is None:
-                raise ValueError("compute='flops' needs flops_per_interaction on every curve; "
-                                 f"a curve with params={self.params:g} has none")
-            return self.flops_per_interaction
-        raise ValueError(f"compute must be 'params' or 'flops', got {compute!r}")
+        object.__setattr__(self, "policy_params",
+                           None if policy_params is None else float(policy_params))
 
     def group_key(self) -> tuple:
         """Curves with equal keys differ only by seed and are averaged together."""
-        return (self.params, self.flops_per_interaction, tuple(sorted(self.hparams.items())))
+        return (self.params, self.flops_per_interaction, tuple(sorted(self.hparams.items())),
+                self.policy_params)
 
 
 def _check_size(name: str, value: float) -> None:
@@ -117,6 +115,20 @@ class CurveGroup(NamedTuple):
     interactions: np.ndarray
     scores: np.ndarray
     seeds: tuple
+    policy_params: float | None
+
+    def size(self, measure: Size) -> float:
+        """The model size N of C = k·N·E: "params" (every trained parameter),
+        "policy_params" (the acting network) or "flops" (forward FLOPs per interaction)."""
+        value = {"params": self.params, "policy_params": self.policy_params,
+                 "flops": self.flops_per_interaction}.get(measure, -1.0)
+        if value == -1.0:
+            raise ValueError(f"size must be one of {SIZES}, got {measure!r}")
+        if value is None:
+            column = "flops_per_interaction" if measure == "flops" else measure
+            raise ValueError(f"size={measure!r} needs {column} on every curve; the curve(s) "
+                             f"with params={self.params:g} have none")
+        return float(value)
 
 
 def group_curves(curves: Sequence[LearningCurve]) -> list[CurveGroup]:
@@ -134,7 +146,7 @@ def group_curves(curves: Sequence[LearningCurve]) -> list[CurveGroup]:
     for c in curves:
         by_key.setdefault(c.group_key(), []).append(c)
     groups = []
-    for key in sorted(by_key, key=lambda k: (k[0], k[1] or 0.0, k[2])):
+    for key in sorted(by_key, key=lambda k: (k[0], k[1] or 0.0, k[2], k[3] or 0.0)):
         members = by_key[key]
         common = members[0].interactions
         for c in members[1:]:
@@ -144,7 +156,7 @@ def group_curves(curves: Sequence[LearningCurve]) -> list[CurveGroup]:
                              f"share {common.size} logged interactions; need >= 2")
         scores = np.stack([c.score[np.isin(c.interactions, common)] for c in members])
         groups.append(CurveGroup(key[0], key[1], dict(key[2]), common, scores,
-                                 tuple(c.seed for c in members)))
+                                 tuple(c.seed for c in members), key[3]))
     return groups
 
 
@@ -225,7 +237,7 @@ def bin_points(interactions: np.ndarray, scores: np.ndarray, weights: np.ndarray
     return np.exp(mean_x), mean_r, total
 
 
-def prepare(curves: Sequence[LearningCurve], compute: Compute = "params",
+def prepare(curves: Sequence[LearningCurve], size: Size = "params",
             exclude_fraction: float = 1 / 64, smooth: float = 0.1,
             bin_width: float = 0.05) -> Prepared:
     """Group seeds, smooth, drop early training, weight and bin points (module docstring)."""
@@ -234,7 +246,7 @@ def prepare(curves: Sequence[LearningCurve], compute: Compute = "params",
     if not (bin_width >= 0 and math.isfinite(bin_width)):
         raise ValueError(f"bin_width must be finite and >= 0, got {bin_width}")
     groups = group_curves(curves)
-    sizes = np.array([_group_size(g, compute) for g in groups])
+    sizes = np.array([g.size(size) for g in groups])
     kept, notes = [], []
     for g in groups:
         keep = g.interactions >= exclude_fraction * g.interactions[-1]
@@ -284,14 +296,3 @@ def _shape_warnings(g: CurveGroup, raw: np.ndarray, smoothed: np.ndarray, span: 
         return [f"curve params={g.params:g} is not monotone: its smoothed score falls {drop:.3g} "
                 f"below its running best (over 10% of the score range and 4 noise levels)"]
     return []
-
-
-def _group_size(g: CurveGroup, compute: Compute) -> float:
-    if compute == "params":
-        return g.params
-    if compute == "flops":
-        if g.flops_per_interaction is None:
-            raise ValueError("compute='flops' needs flops_per_interaction on every curve; "
-                             f"the curve(s) with params={g.params:g} have none")
-        return g.flops_per_interaction
-    raise ValueError(f"compute must be 'params' or 'flops', got {compute!r}")

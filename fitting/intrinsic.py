@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from fitting.curves import Compute, LearningCurve, prepare
+from fitting.curves import LearningCurve, Size, prepare
 
 
 class EmpiricalFrontier(NamedTuple):
@@ -27,18 +27,19 @@ class EmpiricalFrontier(NamedTuple):
     curve_index: np.ndarray
 
 
-def empirical_intrinsic(curves: Sequence[LearningCurve], *, compute: Compute = "params",
+def empirical_intrinsic(curves: Sequence[LearningCurve], *, size: Size = "params",
                         k: float = 1.0, levels: ArrayLike | None = None, smooth: float = 0.1,
                         num_levels: int = 256) -> EmpiricalFrontier:
     """Least compute at which any model size first reaches each score level.
 
     Curves are averaged over seeds and smoothed (bandwidth `smooth` in ln E, 0 = raw; see
     `fitting.curves.smooth_scores`). levels: score levels (L,); default `num_levels` evenly
-    spaced from the lowest to the highest smoothed score. k: compute constant, C = k·N·E.
+    spaced from the lowest to the highest smoothed score. k: compute constant, C = k·N·E, with N
+    the `size` measure (see `fitting.curves.CurveGroup.size`).
     """
     if not k > 0:
         raise ValueError(f"k must be > 0, got {k}")
-    prep = prepare(curves, compute, exclude_fraction=0.0, smooth=smooth, bin_width=0.0)
+    prep = prepare(curves, size, exclude_fraction=0.0, smooth=smooth, bin_width=0.0)
     lengths = [g.interactions.size for g in prep.groups]
     if levels is None:
         lo = min(float(r[:t].min()) for r, t in zip(prep.score, lengths, strict=True))

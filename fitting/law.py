@@ -68,3 +68,14 @@ def constants_from_ratio(alpha_N: float, alpha_E: float, log_ratio: float,
     """(N_c, E_c) from ln(N_c/E_c) and the frontier constraint ln(k·N_c·E_c) = -H(s)/beta."""
     total = float(frontier_log_kNcEc(alpha_N, alpha_E)) - np.log(k)
     return float(np.exp((total + log_ratio) / 2)), float(np.exp((total - log_ratio) / 2))
+
+
+def log_frontier_interactions(N: ArrayLike, alpha_N: float, alpha_E: float, N_c: float,
+                              E_c: float, k: float = 1.0) -> np.ndarray:
+    """ln E*(N): E*(N) is the interactions at which a model of size N is compute-optimal, i.e.
+    where N_opt(C) = N with C = k·N·E*. Inverting `optimal_params`, C* = (N/P)^(1/s) with P
+    the prefactor of N_opt = P·C^s, so E*(N) = C*/(k·N)."""
+    a, b = float(alpha_N), float(alpha_E)
+    log_pref = (np.log(a / b) + a * np.log(N_c) - b * np.log(k * E_c)) / (a + b)
+    log_n = np.log(np.asarray(N, float))
+    return (log_n - log_pref) / size_exponent(a, b) - np.log(k) - log_n

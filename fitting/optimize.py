@@ -1,4 +1,4 @@
-"""Least-squares minimisation: BFGS, then Levenberg-Marquardt polish; vmappable.
+"""Least-squares minimisation: BFGS, then a resumable Levenberg-Marquardt polish; vmappable.
 
 The loss is L(x) = Σ r(x)², r a residual vector. `jax.scipy.optimize.minimize` (BFGS) often
 stops with status 3 (line search "zoom failed") close to, but not at, a minimum, and a vmapped
@@ -9,6 +9,9 @@ about 10× cheaper than the exact Hessian here) finishes the job. The Gauss-Newt
 units — the convergence test, independent of the scale of the loss and of BFGS's status code.
 (It is solved with a 1e-10 relative ridge so that parameters pinned at a boundary — a zero
 derivative, e.g. a saturated softplus — give a zero step instead of a failed solve.)
+On noisy data the residuals stay large at the minimum and Gauss-Newton converges only
+linearly, sometimes over a thousand steps, so the polish can be resumed (`resume`, with the
+damping it reached) until the step test passes.
 
 All functions are pure and trace-friendly. Map `bfgs` over starting points or resamples with
 `jax.lax.map`, not vmap: a vmapped while-loop runs every lane until the slowest finishes and
@@ -33,7 +36,7 @@ class MinimizeResult(NamedTuple):
     """x (d,) the final point; loss = Σ r²; grad_inf = ‖∇L(x)‖∞; step (d,) = the remaining
     Gauss-Newton step (JᵀJ)⁻¹Jᵀr; gauss_newton (d, d) = JᵀJ at x (half the Gauss-Newton
     Hessian); bfgs_status (0 converged, 1 max iterations, 3 line search failed, ...);
-    bfgs_iterations."""
+    bfgs_iterations; mu the Levenberg-Marquardt damping reached (to resume from)."""
 
     x: jax.Array
     loss: jax.Array
@@ -42,6 +45,7 @@ class MinimizeResult(NamedTuple):
     gauss_newton: jax.Array
     bfgs_status: jax.Array
     bfgs_iterations: jax.Array
+    mu: jax.Array
 
 
 def _sum_sq(residuals: Residuals) -> Callable[[jax.Array], jax.Array]:
@@ -55,11 +59,16 @@ class _LmState(NamedTuple):
     jac: jax.Array
 
 
-def _lm_scan(residuals: Residuals, x: jax.Array, steps: int) -> _LmState:
-    """`steps` Levenberg-Marquardt steps from x, returning the end point with r and J at it.
+def _lm_scan(residuals: Residuals, x: jax.Array, steps: int,
+             mu: jax.Array | float = 1e-3) -> _LmState:
+    """`steps` Levenberg-Marquardt steps from x with damping mu, returning the end point, its
+    damping, and r and J at it.
 
-    The scan runs steps + 1 times with the last update switched off, so that r and J at the
-    end point come from the same traced body as the steps (one copy of the Jacobian code).
+    Step p solves (JᵀJ + μ·m·I) p = -Jᵀr with m = mean diag(JᵀJ); a step is kept only if it
+    does not increase the loss; μ shrinks ×0.2 after a kept step and grows ×10 after a rejected
+    one, so far from a minimum it falls back to short gradient steps. The scan runs steps + 1
+    times with the last update switched off, so that r and J at the end point come from the
+    same traced body as the steps (one copy of the Jacobian code).
     """
     eye = jnp.eye(x.shape[0], dtype=x.dtype)
     res_jac = jax.jacfwd(lambda y: (residuals(y), residuals(y)), has_aux=True)
@@ -77,20 +86,10 @@ def _lm_scan(residuals: Residuals, x: jax.Array, steps: int) -> _LmState:
         return _LmState(jnp.where(ok, x_new, x), mu, r, jac), None
 
     n = residuals(x).shape[0]
-    init = _LmState(x, jnp.asarray(1e-3, x.dtype), jnp.zeros(n, x.dtype),
+    init = _LmState(x, jnp.asarray(mu, x.dtype), jnp.zeros(n, x.dtype),
                     jnp.zeros((n, x.shape[0]), x.dtype))
     state, _ = jax.lax.scan(body, init, jnp.arange(steps + 1))
     return state
-
-
-def levenberg_marquardt(residuals: Residuals, x: jax.Array, steps: int) -> jax.Array:
-    """`steps` Levenberg-Marquardt steps on Σ r(x)² from x.
-
-    Step p solves (JᵀJ + μ·m·I) p = -Jᵀr with m = mean diag(JᵀJ); a step is kept only if it
-    does not increase the loss; μ shrinks ×0.2 after a kept step and grows ×10 after a rejected
-    one, so far from a minimum it falls back to short gradient steps.
-    """
-    return _lm_scan(residuals, x, steps).x
 
 
 class BfgsResult(NamedTuple):
@@ -116,12 +115,21 @@ def bfgs(residuals: Residuals, x0: jax.Array, *, gtol: float, maxiter: int) -> B
 def polish(residuals: Residuals, start: BfgsResult, lm_steps: int) -> MinimizeResult:
     """`lm_steps` Levenberg-Marquardt steps from a BFGS result, then the convergence
     measures of MinimizeResult at the end point."""
-    end = _lm_scan(residuals, start.x, lm_steps)
+    return _measure(_lm_scan(residuals, start.x, lm_steps), start.status, start.iterations)
+
+
+def resume(residuals: Residuals, prev: MinimizeResult, lm_steps: int) -> MinimizeResult:
+    """`lm_steps` more Levenberg-Marquardt steps from a previous result, with its damping."""
+    return _measure(_lm_scan(residuals, prev.x, lm_steps, prev.mu), prev.bfgs_status,
+                    prev.bfgs_iterations)
+
+
+def _measure(end: _LmState, status: jax.Array, iterations: jax.Array) -> MinimizeResult:
     x, r, jac = end.x, end.r, end.jac
     jtj = jac.T @ jac
     ridge = 1e-10 * jnp.mean(jnp.diag(jtj)) * jnp.eye(x.shape[0], dtype=x.dtype)
     step = jnp.linalg.solve(jtj + ridge, jac.T @ r)
     loss = jnp.sum(r**2)
     loss = jnp.where(jnp.isfinite(loss), loss, jnp.inf)
-    return MinimizeResult(x, loss, jnp.max(jnp.abs(2.0 * jac.T @ r)), step, jtj, start.status,
-                          start.iterations)
+    return MinimizeResult(x, loss, jnp.max(jnp.abs(2.0 * jac.T @ r)), step, jtj, status,
+                          iterations, end.mu)

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
 from fitting import law
-from fitting.curves import Compute, LearningCurve, group_curves
+from fitting.curves import LearningCurve, Size, group_curves
 from fitting.horizon import HorizonFit
 from fitting.intrinsic import empirical_intrinsic
 from fitting.powerlaw import PowerLawFit
@@ -35,15 +35,12 @@ def _finish(fig: Figure, save: str | Path | None) -> Figure:
     return fig
 
 
-def _models(curves: Sequence[LearningCurve], compute: Compute) -> list[tuple[float, np.ndarray,
-                                                                             np.ndarray]]:
+def _models(curves: Sequence[LearningCurve], size: Size) -> list[tuple[float, np.ndarray,
+                                                                       np.ndarray]]:
     """(N, interactions, seed-mean score) per model, smallest N first."""
     out = []
     for g in group_curves(curves):
-        n = g.params if compute == "params" else g.flops_per_interaction
-        if n is None:
-            raise ValueError("compute='flops' needs flops_per_interaction on every curve")
-        out.append((float(n), g.interactions, g.scores.mean(0)))
+        out.append((g.size(size), g.interactions, g.scores.mean(0)))
     return sorted(out, key=lambda m: m[0])
 
 
@@ -54,31 +51,31 @@ def _size_colors(sizes: Sequence[float]):
     return [cmap(0.9 * (x - logs.min()) / span if span > 0 else 0.5) for x in logs]
 
 
-def _size_legend(ax, compute: Compute) -> None:
-    ax.legend(title="N (" + compute + ")", fontsize="small", title_fontsize="small", ncol=2)
+def _size_legend(ax, size: Size) -> None:
+    ax.legend(title="N (" + size + ")", fontsize="small", title_fontsize="small", ncol=2)
 
 
 def plot_learning_curves(curves: Sequence[LearningCurve], fit: PowerLawFit | None = None, *,
-                         compute: Compute = "params", k: float = 1.0,
+                         size: Size = "params", k: float = 1.0,
                          save: str | Path | None = None) -> Figure:
     """Seed-averaged score against compute C = k·N·E (log x) per model size, the empirical
     compute-efficient frontier (black), and, given a fit, its predicted curves (dashed)."""
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
-    models = _models(curves, compute)
+    models = _models(curves, size)
     for (n, e, r), color in zip(models, _size_colors([m[0] for m in models]), strict=True):
         ax.plot(k * n * e, r, color=color, lw=1.2, label=f"{n:.3g}")
         if fit is not None:
             ax.plot(k * n * e, fit.predict_score(n, e), color=color, lw=1, ls="--")
-    front = empirical_intrinsic(curves, compute=compute, k=k)
+    front = empirical_intrinsic(curves, size=size, k=k)
     reached = np.isfinite(front.compute)
     ax.step(front.compute[reached], front.score[reached], where="post", color="black", lw=1.5,
             label="frontier")
     ax.set_xscale("log")
-    ax.set_xlabel(f"compute C = k·N·E  (N = {compute}, k = {k:g})")
+    ax.set_xlabel(f"compute C = k·N·E  (N = {size}, k = {k:g})")
     ax.set_ylabel("score")
     ax.set_title("Learning curves" + (" (dashed: fitted law)" if fit is not None else ""))
-    _size_legend(ax, compute)
+    _size_legend(ax, size)
     return _finish(fig, save)
 
 
@@ -88,7 +85,7 @@ def plot_intrinsic(curves: Sequence[LearningCurve], fit: PowerLawFit,
     construction the compute-efficient frontier touches the line I = C."""
     fig = Figure(figsize=(6, 5))
     ax = fig.add_subplot()
-    models = _models(curves, fit.compute)
+    models = _models(curves, fit.size)
     lo, hi = np.inf, 0.0
     for (n, e, r), color in zip(models, _size_colors([m[0] for m in models]), strict=True):
         c = fit.k * n * e
@@ -100,7 +97,7 @@ def plot_intrinsic(curves: Sequence[LearningCurve], fit: PowerLawFit,
     ax.set_xlabel("compute C")
     ax.set_ylabel("intrinsic performance I")
     ax.set_title("Intrinsic performance vs compute")
-    _size_legend(ax, fit.compute)
+    _size_legend(ax, fit.size)
     return _finish(fig, save)
 
 
@@ -111,7 +108,7 @@ def plot_law_contours(curves: Sequence[LearningCurve], fit: PowerLawFit,
     path N_opt(C)."""
     fig = Figure(figsize=(7, 5))
     ax = fig.add_subplot()
-    models = _models(curves, fit.compute)
+    models = _models(curves, fit.size)
     sizes = np.array([m[0] for m in models])
     e_all = np.concatenate([m[1] for m in models])
     e_grid = np.geomspace(e_all.min(), e_all.max(), 120)
@@ -133,7 +130,7 @@ def plot_law_contours(curves: Sequence[LearningCurve], fit: PowerLawFit,
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("interactions E")
-    ax.set_ylabel(f"model size N ({fit.compute})")
+    ax.set_ylabel(f"model size N ({fit.size})")
     ax.set_title("Fitted law: contours of log10 I(N, E); dots: data at f(score)")
     ax.legend(fontsize="small")
     return _finish(fig, save)
@@ -149,7 +146,7 @@ def plot_optimal_size(fit: PowerLawFit, curves: Sequence[LearningCurve] | None =
     ax = fig.add_subplot()
     front = None
     if curves is not None:
-        front = empirical_intrinsic(curves, compute=fit.compute, k=fit.k)
+        front = empirical_intrinsic(curves, size=fit.size, k=fit.k)
     if compute_range is None:
         if front is not None:
             finite = front.compute[np.isfinite(front.compute)]
@@ -163,10 +160,9 @@ def plot_optimal_size(fit: PowerLawFit, curves: Sequence[LearningCurve] | None =
         lo, hi = fit.intervals["size_exponent"]
         label += f" [{lo:.3f}, {hi:.3f}]"
         s = fit.bootstrap_samples
-        ok = fit.bootstrap_ok
         curves_b = np.stack([law.optimal_params(c, s["alpha_N"][i], s["alpha_E"][i],
                                                 s["N_c"][i], s["E_c"][i], fit.k)
-                             for i in np.flatnonzero(ok)])
+                             for i in range(fit.bootstrap_ok.size)])
         ax.fill_between(c, *np.percentile(curves_b, [5, 95], axis=0), color="tab:blue",
                         alpha=0.25, lw=0, label="5–95% bootstrap")
     ax.plot(c, fit.optimal_params(c), color="tab:blue", label=label)
@@ -177,7 +173,7 @@ def plot_optimal_size(fit: PowerLawFit, curves: Sequence[LearningCurve] | None =
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("compute C")
-    ax.set_ylabel(f"optimal model size N ({fit.compute})")
+    ax.set_ylabel(f"optimal model size N ({fit.size})")
     ax.set_title("Compute-optimal model size")
     ax.legend(fontsize="small")
     return _finish(fig, save)

@@ -1,8 +1,9 @@
 """Synthetic learning curves from known power-law constants, a known score map and noise.
 
 Used by the tests and the benchmark, and by researchers to check what a sweep design can
-resolve: generate curves with the sizes, interactions and seeds of the planned sweep, fit
-them, and compare the fitted constants (and their intervals) with the truth.
+resolve before running it: `check_design` generates curves with the sizes, budget and seeds of
+the planned sweep from laws across a prior range of size exponents, fits them with a
+bootstrap, and reports the interval width and verdict each would get.
 
 Each point is score = g(ln I(N, E)) + noise·(high - low)·ε, ε ~ N(0, 1) i.i.d., where I is the
 law of `fitting.law` and g a monotone score map (by default logistic in ln I).
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -19,6 +21,8 @@ from numpy.typing import ArrayLike
 
 from fitting import law
 from fitting.curves import LearningCurve
+from fitting.powerlaw import FitWarning, fit_power_law
+from fitting.resolution import Status
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,12 +101,12 @@ def default_design(num_sizes: int = 8, base_params: float = 1e5,
     return Design(sizes, inter, seeds)
 
 
-def law_for_design(alpha_N: float, alpha_E: float, design: Design, k: float = 1.0
-                   ) -> SyntheticLaw:
-    """A law whose frontier crosses the design: N_opt at the design's central compute
-    k·sqrt(N_min·N_max)·E_max/8 is the geometric-mean size."""
+def law_for_design(alpha_N: float, alpha_E: float, design: Design, k: float = 1.0,
+                   frontier_fraction: float = 1 / 8) -> SyntheticLaw:
+    """A law whose frontier crosses the design: the geometric-mean size N_mid is
+    compute-optimal at E*(N_mid) = frontier_fraction·E_max (compute k·N_mid·E*)."""
     n_mid = float(np.sqrt(design.sizes.min() * design.sizes.max()))
-    c_ref = k * n_mid * float(design.interactions.max()) / 8
+    c_ref = k * n_mid * float(design.interactions.max()) * frontier_fraction
     return SyntheticLaw.from_optimum(alpha_N, alpha_E, c_ref, n_mid, k)
 
 
@@ -140,3 +144,76 @@ def make_curves(true_law: SyntheticLaw, design: Design, *, noise: float = 0.05,
             curves.append(LearningCurve(float(n), design.interactions, score, seed=s,
                                         flops_per_interaction=flops))
     return curves
+
+
+@dataclasses.dataclass(frozen=True)
+class DesignTrial:
+    """One simulated sweep: the true size exponent, the fitted one, its 5–95% interval (None
+    if the fit gave none), its width (nan without one), whether it covers the truth, the fit's
+    verdict and the largest max E / E*(N) over sizes under the true law."""
+
+    true_exponent: float
+    fitted_exponent: float
+    interval: tuple[float, float] | None
+    width: float
+    covered: bool
+    status: Status
+    frontier_ratio: float
+
+
+@dataclasses.dataclass(frozen=True)
+class DesignCheck:
+    """What a design is predicted to give: every simulated trial, the widest interval among
+    them (inf when a trial gave none) and the share of trials that came out "resolved"."""
+
+    trials: tuple[DesignTrial, ...]
+
+    @property
+    def predicted_width(self) -> float:
+        """The widest size-exponent interval over the trials (inf if any had none)."""
+        return max((t.width if t.interval else math.inf) for t in self.trials)
+
+    @property
+    def resolved_fraction(self) -> float:
+        """Share of trials whose fit was "resolved"."""
+        return sum(t.status == "resolved" for t in self.trials) / len(self.trials)
+
+
+def check_design(sizes: ArrayLike, seeds: int, interactions: float,
+                 exponent_range: tuple[float, float], *, alpha_sum: float = 1.0,
+                 frontier_fraction: float = 1 / 8, noise: float = 0.02,
+                 num_points: int = 60, num_exponents: int = 3, bootstrap: int = 32,
+                 starts: int = 16, seed: int = 0) -> DesignCheck:
+    """Predict the size-exponent interval a sweep design gives, by simulating and fitting it.
+
+    sizes (M,): the model sizes N; seeds: runs per size; interactions: the budget E_max per
+    run, logged at num_points evenly spaced points. exponent_range: the prior range of the
+    size exponent s = alpha_E/(alpha_N + alpha_E); num_exponents laws evenly spaced over it
+    are simulated, with alpha_N + alpha_E = alpha_sum, the geometric-mean size on the
+    frontier at frontier_fraction·E_max (`law_for_design`), a logistic score map and
+    Gaussian noise (fraction of the score range) per point. Each is fitted with `bootstrap`
+    seed resamples. Cost: num_exponents fits with bootstrap (about a second each after the
+    first compile on an idle CPU core for small designs).
+    """
+    lo, hi = exponent_range
+    if not 0 < lo <= hi < 1:
+        raise ValueError(f"exponent_range must satisfy 0 < low <= high < 1, got {exponent_range}")
+    design = Design(np.asarray(sizes, dtype=np.float64),
+                    np.linspace(interactions / num_points, interactions, num_points), seeds)
+    trials = []
+    for i, s in enumerate(np.linspace(lo, hi, num_exponents)):
+        truth = law_for_design((1 - s) * alpha_sum, s * alpha_sum, design,
+                               frontier_fraction=frontier_fraction)
+        curves = make_curves(truth, design, noise=noise, seed=seed + i)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FitWarning)
+            fit = fit_power_law(curves, bootstrap=bootstrap, seed=seed + i, starts=starts)
+        interval = fit.intervals["size_exponent"] if fit.intervals else None
+        log_e_star = law.log_frontier_interactions(design.sizes, truth.alpha_N, truth.alpha_E,
+                                                   truth.N_c, truth.E_c, truth.k)
+        trials.append(DesignTrial(
+            float(s), fit.size_exponent, interval,
+            interval[1] - interval[0] if interval else math.nan,
+            bool(interval and interval[0] <= s <= interval[1]), fit.status,
+            float(np.exp(np.log(interactions) - log_e_star.min()))))
+    return DesignCheck(tuple(trials))

@@ -11,7 +11,6 @@ from scalelab.sweep.cli import (
     add_export_parser,
     add_quickstart_parser,
     add_sweep_parser,
-    route_fit_to_run_dirs,
 )
 
 
@@ -61,7 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
     train_cli.register(sub)
     add_sweep_parser(sub)
     add_fit_parser(sub)
-    route_fit_to_run_dirs(sub)
     add_quickstart_parser(sub)
     add_export_parser(sub)
     return parser

@@ -7,18 +7,125 @@ num_seeds)` runs one as a sweep of one group.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 import envs_jax
-from scalelab.algos.batch_schedule import BatchSchedule
-from scalelab.algos.decoupled import ALGOS, is_phasic
+from scalelab.algos import ALGORITHMS, Algorithm
+from scalelab.algos.batch_schedule import SCHEDULES, BatchSchedule
 from scalelab.algos.objectives import OBJECTIVES
-from scalelab.networks import FAMILIES
+from scalelab.networks import ACTIVATIONS, FAMILIES
 
-__all__ = ["PRESETS", "TrainConfig", "default_family"]
+__all__ = ["PRESETS", "SETTINGS", "TRACED", "Setting", "TrainConfig", "default_family",
+           "default_of"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The one declaration of a training setting: its type, range or choices, whether None is
+    allowed, whether it is traced per member (a sweepable axis that shares one compiled
+    program), and which algorithms read it (`used`; None: all; `needs` says it in words).
+    TrainConfig's validation, `scalelab.members.MemberHparams`, the sweep spec's axes and its
+    "has no effect" errors all derive from these."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple | None = None
+    optional: bool = False
+    traced: bool = False
+    used: Callable[[Algorithm, str], bool] | None = None
+    needs: str = ""
+    help: str = ""
+
+    def rule(self) -> str:
+        """The range or choices in words (for errors and the spec documentation)."""
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.choices))
+        if self.low is not None and self.high is not None:
+            return (f"in {'(' if self.low_open else '['}{_num(self.low)}, {_num(self.high)}"
+                    f"{')' if self.high_open else ']'}")
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {_num(self.low)}"
+        return ""
+
+    def ok(self, value: Any) -> bool:
+        """Whether `value` is of this setting's type and within its range or choices."""
+        if value is None:
+            return self.optional
+        if self.kind is bool or isinstance(value, bool):
+            return self.kind is bool and isinstance(value, bool)
+        if self.kind is int and not isinstance(value, int | np.integer):
+            return False
+        if self.kind is float and not (isinstance(value, int | float | np.floating)
+                                       and math.isfinite(value)):
+            return False
+        if self.kind in (str, dict) and not isinstance(value, self.kind):
+            return False
+        if self.choices is not None and value not in self.choices:
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise ValueError naming `name` unless `ok(value)`."""
+        if not self.ok(value):
+            kind = {int: "an integer", float: "a finite number", bool: "true or false",
+                    str: "a string", dict: "a table"}[self.kind]
+            if self.choices is not None:
+                kind = ""
+            rule = " ".join(x for x in (kind, self.rule()) if x)
+            none = " (or None)" if self.optional else ""
+            raise ValueError(f"{name}: expected {rule}{none}, got {value!r}")
+
+
+def _num(x: float) -> str:
+    return str(x) if float(x).is_integer() and abs(x) >= 1e6 else f"{x:g}"
+
+
+def setting(default: Any, kind: type, **declaration: Any) -> Any:
+    """A TrainConfig field whose metadata carries its `Setting` (`default` may be a factory,
+    or MISSING for a required field)."""
+    spec = Setting(kind, **declaration)
+    if default is MISSING:
+        return field(metadata={"setting": spec})
+    if callable(default):
+        return field(default_factory=default, metadata={"setting": spec})
+    return field(default=default, metadata={"setting": spec})
+
+
+def _default(f: Field) -> Any:
+    return f.default_factory() if callable(f.default_factory) else f.default
+
+
+def default_of(name: str) -> Any:
+    """The default value of TrainConfig field `name`."""
+    return _default(TrainConfig.__dataclass_fields__[name])
+
+
+def _kl(algorithm: Algorithm, objective: str) -> bool:
+    return objective == "kl"
+
+
+def _ewma(algorithm: Algorithm, objective: str) -> bool:
+    return algorithm.ewma
+
+
+def _phasic(algorithm: Algorithm, objective: str) -> bool:
+    return algorithm.phasic
+
+
+def _decoupled(algorithm: Algorithm, objective: str) -> bool:
+    return algorithm.decoupled(objective)
+
+
+_PPG = 'algo = "ppg" or "ppg_ewma"'
 
 
 # images with both sides at most this many cells are grids for "small_cnn" (MinAtar: 10x10xC)
@@ -73,44 +180,61 @@ class TrainConfig:
     every update (always on for "adaptive"); it shows as metrics["noise_scale"].
     """
 
-    env: str
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    network: str | None = None
-    width: float = 1.0
-    depth: int | None = None
-    activation: str | None = None
-    num_envs: int = 8
-    rollout_length: int = 128
-    total_interactions: int = 1_000_000
-    update_epochs: int = 4
-    num_minibatches: int = 4
-    lr: float = 2.5e-4
-    anneal_lr: bool = False
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_eps: float = 0.2
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    adam_eps: float = 1e-5
-    seed: int = 0
-    updates_per_chunk: int = 16
-    level_seed: int = 0
-    algo: str = "ppo"
-    objective: str = "clip"
-    kl_coef: float = 1.0
-    ewma_decay: float = 0.889
-    imp_samp_max: float = 100.0
-    value_epochs: int = 1
-    ppg_n_pi: int = 32
-    aux_epochs: int = 6
-    aux_num_minibatches: int | None = None
-    beta_clone: float = 1.0
-    batch_schedule: str = "fixed"
-    batch_max_envs: int | None = None
-    batch_power: float = 0.5
-    batch_e0: int | None = None
-    noise_scale: bool = False
+    env: str = setting(MISSING, str, help="a registered environment (`scalelab envs`)")
+    env_kwargs: dict[str, Any] = setting(dict, dict, help="keyword arguments of envs_jax.make")
+    network: str | None = setting(None, str, optional=True, choices=FAMILIES,
+                                  help="network family (None: by observation shape)")
+    width: float = setting(1.0, float, low=0.0, low_open=True, help="width multiplier")
+    depth: int | None = setting(None, int, low=1, optional=True, help="depth (family's default)")
+    activation: str | None = setting(None, str, optional=True, choices=tuple(ACTIVATIONS),
+                                     help="activation (family's default)")
+    num_envs: int = setting(8, int, low=1, help="parallel environments per member")
+    rollout_length: int = setting(128, int, low=1, help="steps per environment per update")
+    total_interactions: int = setting(1_000_000, int, low=1, help="env steps per member")
+    update_epochs: int = setting(4, int, low=1, help="epochs per update (PPG: policy epochs)")
+    num_minibatches: int = setting(4, int, low=1, help="minibatches per epoch")
+    lr: float = setting(2.5e-4, float, low=0.0, low_open=True, traced=True,
+                        help="Adam learning rate")
+    anneal_lr: bool = setting(False, bool, help="decay lr linearly to lr/num_updates")
+    gamma: float = setting(0.99, float, low=0.0, high=1.0, traced=True, help="discount γ")
+    gae_lambda: float = setting(0.95, float, low=0.0, high=1.0, traced=True, help="GAE λ")
+    clip_eps: float = setting(0.2, float, low=0.0, low_open=True, traced=True,
+                              help="PPO clip ε")
+    ent_coef: float = setting(0.01, float, low=0.0, traced=True, help="entropy coefficient")
+    vf_coef: float = setting(0.5, float, low=0.0, traced=True, help="value-loss coefficient")
+    max_grad_norm: float = setting(0.5, float, low=0.0, low_open=True, traced=True,
+                                   help="global gradient-norm clip")
+    adam_eps: float = setting(1e-5, float, low=0.0, low_open=True, help="Adam ε")
+    seed: int = setting(0, int, low=0, high=2**31 - 1, help="seed of the first member")
+    updates_per_chunk: int = setting(16, int, low=1, help="updates per compiled call")
+    level_seed: int = setting(0, int, low=0, help="key of the level-pool refreshes")
+    algo: str = setting("ppo", str, choices=tuple(ALGORITHMS), help="algorithm")
+    objective: str = setting("clip", str, choices=OBJECTIVES, help="policy objective")
+    kl_coef: float = setting(1.0, float, low=0.0, traced=True, used=_kl, needs='objective = "kl"',
+                             help="c_KL of the kl objective")
+    ewma_decay: float = setting(0.889, float, low=0.0, high=1.0, high_open=True, traced=True,
+                                used=_ewma, needs='algo = "ppo_ewma" or "ppg_ewma"',
+                                help="β_prox of the -EWMA algorithms")
+    imp_samp_max: float = setting(100.0, float, low=1.0, traced=True, used=_decoupled,
+                                  needs='any algo but plain ppo with objective "clip"',
+                                  help="cap on importance weights")
+    value_epochs: int = setting(1, int, low=1, used=_phasic, needs=_PPG,
+                                help="PPG value epochs per iteration")
+    ppg_n_pi: int = setting(32, int, low=1, used=_phasic, needs=_PPG,
+                            help="PPG policy iterations per auxiliary phase")
+    aux_epochs: int = setting(6, int, low=1, used=_phasic, needs=_PPG,
+                              help="PPG auxiliary epochs")
+    aux_num_minibatches: int | None = setting(None, int, low=1, optional=True, used=_phasic,
+                                              needs=_PPG, help="PPG auxiliary minibatches")
+    beta_clone: float = setting(1.0, float, low=0.0, traced=True, used=_phasic, needs=_PPG,
+                                help="PPG's cloning coefficient β_clone")
+    batch_schedule: str = setting("fixed", str, choices=SCHEDULES, help="batch-size schedule")
+    batch_max_envs: int | None = setting(None, int, low=1, optional=True,
+                                         help="num_envs cap of a schedule")
+    batch_power: float = setting(0.5, float, low=0.0, help="exponent of the power schedule")
+    batch_e0: int | None = setting(None, int, low=1, optional=True,
+                                   help="onset of the power schedule (interactions)")
+    noise_scale: bool = setting(False, bool, help="measure the gradient noise scale")
 
     @property
     def batch_size(self) -> int:
@@ -140,28 +264,24 @@ class TrainConfig:
         return self.total_interactions // self.batch_size
 
     def validate(self) -> TrainConfig:
-        """Raise ValueError naming the first bad field; return self when all fields are sound."""
+        """Raise ValueError naming the first bad field; return self when all fields are sound.
+
+        Every field is checked against its `Setting` (type, range, choices); a setting that
+        differs from its default while the algorithm ignores it is an error; then the
+        constraints between fields."""
         if not isinstance(self.env, str) or self.env not in envs_jax.registered_names():
             raise ValueError(f"env: unknown environment {self.env!r} (see `scalelab envs`)")
-        if not isinstance(self.env_kwargs, dict):
-            raise ValueError(f"env_kwargs: expected a dict, got {type(self.env_kwargs).__name__}")
-        if self.network is not None and self.network not in FAMILIES:
-            raise ValueError(f"network: {self.network!r} is not one of {FAMILIES}")
-        for name in ("num_envs", "rollout_length", "total_interactions", "update_epochs",
-                     "num_minibatches", "updates_per_chunk"):
-            _check_int(name, getattr(self, name), minimum=1)
-        _check_int("seed", self.seed, minimum=0)
-        _check_int("level_seed", self.level_seed, minimum=0)
-        if self.depth is not None:
-            _check_int("depth", self.depth, minimum=1)
-        for name in ("width", "lr", "clip_eps", "max_grad_norm", "adam_eps"):
-            _check_real(name, getattr(self, name), low=0.0, low_open=True)
-        for name in ("ent_coef", "vf_coef"):
-            _check_real(name, getattr(self, name), low=0.0)
-        for name in ("gamma", "gae_lambda"):
-            _check_real(name, getattr(self, name), low=0.0, high=1.0)
-        if not isinstance(self.anneal_lr, bool):
-            raise ValueError(f"anneal_lr: expected a bool, got {self.anneal_lr!r}")
+        algorithm = ALGORITHMS.get(self.algo)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            spec = SETTINGS[f.name]
+            spec.check(f.name, value)
+            if (algorithm is not None and spec.used is not None and value != _default(f)
+                    and not spec.used(algorithm, self.objective)):
+                raise ValueError(
+                    f"{f.name}: has no effect with algo = {self.algo!r}, objective = "
+                    f"{self.objective!r} (it needs {spec.needs}); leave it at its default "
+                    f"{_default(f)!r}")
         if self.batch_size % self.num_minibatches:
             raise ValueError(
                 f"num_minibatches: num_envs*rollout_length = {self.batch_size} is not divisible "
@@ -172,36 +292,12 @@ class TrainConfig:
                 f"total_interactions: {self.total_interactions} is less than one update "
                 f"(num_envs*rollout_length = {self.batch_size})"
             )
-        self._validate_algo()
-        return self
-
-    def _validate_algo(self) -> None:
-        if self.algo not in ALGOS:
-            raise ValueError(f"algo: {self.algo!r} is not one of {ALGOS}")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective: {self.objective!r} is not one of {OBJECTIVES}")
-        _check_real("kl_coef", self.kl_coef, low=0.0)
-        _check_real("beta_clone", self.beta_clone, low=0.0)
-        _check_real("imp_samp_max", self.imp_samp_max, low=1.0)
-        _check_real("ewma_decay", self.ewma_decay, low=0.0, high=1.0)
-        if self.ewma_decay == 1.0:
-            raise ValueError("ewma_decay: expected a number < 1 (1 would never move the average)")
-        for name in ("value_epochs", "ppg_n_pi", "aux_epochs"):
-            _check_int(name, getattr(self, name), minimum=1)
-        if self.aux_num_minibatches is not None:
-            _check_int("aux_num_minibatches", self.aux_num_minibatches, minimum=1)
-        if not isinstance(self.noise_scale, bool):
-            raise ValueError(f"noise_scale: expected a bool, got {self.noise_scale!r}")
-        if self.batch_max_envs is not None:
-            _check_int("batch_max_envs", self.batch_max_envs, minimum=1)
-        if self.batch_e0 is not None:
-            _check_int("batch_e0", self.batch_e0, minimum=1)
-        _check_real("batch_power", self.batch_power, low=0.0)
         schedule = self.schedule()
+        phasic = ALGORITHMS[self.algo].phasic
         if schedule.kind != "fixed":
             if self.anneal_lr:
                 raise ValueError("anneal_lr: cannot anneal over a batch-size schedule")
-            if is_phasic(self.algo) and self.updates_per_chunk % self.ppg_n_pi:
+            if phasic and self.updates_per_chunk % self.ppg_n_pi:
                 raise ValueError(
                     f"updates_per_chunk: a batch schedule with PPG changes the batch between "
                     f"phases, so it must be a multiple of ppg_n_pi = {self.ppg_n_pi}"
@@ -209,11 +305,12 @@ class TrainConfig:
         if (self.noise_scale or schedule.kind == "adaptive") and self.num_minibatches < 2:
             raise ValueError("num_minibatches: the noise scale needs at least 2 minibatches")
         buffered = self.ppg_n_pi * self.batch_size
-        if is_phasic(self.algo) and buffered % self.aux_minibatches:
+        if phasic and buffered % self.aux_minibatches:
             raise ValueError(
                 f"aux_num_minibatches: the {buffered} buffered samples (ppg_n_pi*num_envs*"
                 f"rollout_length) do not split into {self.aux_minibatches} minibatches"
             )
+        return self
 
     @classmethod
     def preset(cls, env: str, **overrides: Any) -> TrainConfig:
@@ -227,6 +324,11 @@ class TrainConfig:
             if isinstance(width, int | float) and width > 0:
                 settings["lr"] = settings["lr"] * math.sqrt(ref_width / width)
         return cls(env=env, **{**settings, **overrides})
+
+
+SETTINGS: dict[str, Setting] = {f.name: f.metadata["setting"] for f in fields(TrainConfig)}
+# The settings traced per member, in declaration order (the fields of MemberHparams).
+TRACED: tuple[str, ...] = tuple(name for name, s in SETTINGS.items() if s.traced)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -246,20 +348,3 @@ PRESETS: dict[str, dict[str, Any]] = {
         ent_coef=0.01, updates_per_chunk=8,
     ),
 }
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-
-
-def _check_real(
-    name: str, value: Any, low: float, high: float = math.inf, low_open: bool = False
-) -> None:
-    ok = isinstance(value, int | float | np.floating) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and (value > low if low_open else value >= low)
-    if not ok or value > high:
-        bound = f"> {low}" if low_open else f">= {low}"
-        if high < math.inf:
-            bound += f" and <= {high}"
-        raise ValueError(f"{name}: expected a finite number {bound}, got {value!r}")

@@ -20,16 +20,17 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from gymnax.environments.environment import Environment
 from jax import lax
 
 from scalelab import networks
-from scalelab.algos import decoupled, ppo
+from scalelab.algos import ALGORITHMS, decoupled, ppo
 from scalelab.algos import ppg as ppg_lib
 from scalelab.algos.ewma import EwmaState, ewma_init
 from scalelab.algos.gae import gae
 from scalelab.algos.noise_scale import NoiseEstimate, minibatch_noise_estimate
 from scalelab.algos.objectives import OBJECTIVES, PolicyCoefs
-from scalelab.config import TrainConfig
+from scalelab.config import TRACED, TrainConfig, default_of
 
 Params = Any
 
@@ -40,42 +41,32 @@ Params = Any
  _STREAM_GROW, _STREAM_LEVELS, _STREAM_LEVEL_FILL) = range(9)
 
 
-class MemberHparams(struct.PyTreeNode):
-    """Per-member traced scalar hyperparameters (float32; leading member axis when batched).
+def _from_config(cls: type, config: TrainConfig, num_members: int) -> MemberHparams:
+    """A config's traced values repeated over `num_members` members: every field
+    (num_members,) float32."""
+    return cls(**{name: jnp.full((num_members,), getattr(config, name), jnp.float32)
+                  for name in TRACED})
 
-    The fields with defaults belong to the other algorithms: kl_coef (c_KL of the "kl"
-    objective), ewma_decay (β_prox of the -EWMA algorithms), beta_clone (PPG's cloning
-    coefficient), imp_samp_max (cap on importance weights; unused by plain clipped PPO). A
-    default left as a Python scalar is broadcast over the members by `init_members` and the
-    chunk function.
-    """
 
-    lr: jax.Array
-    gamma: jax.Array
-    gae_lambda: jax.Array
-    clip_eps: jax.Array
-    ent_coef: jax.Array
-    vf_coef: jax.Array
-    max_grad_norm: jax.Array
-    kl_coef: jax.Array | float = 1.0
-    ewma_decay: jax.Array | float = 0.889
-    beta_clone: jax.Array | float = 1.0
-    imp_samp_max: jax.Array | float = 100.0
+def _broadcast(self: MemberHparams, num_members: int) -> MemberHparams:
+    """Every field as a (num_members,) float32 array (scalars repeated)."""
+    return jax.tree.map(
+        lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (num_members,)), self
+    )
 
-    @classmethod
-    def from_config(cls, config: TrainConfig, num_members: int) -> MemberHparams:
-        """A config's same-named values (e.g. a TrainConfig's) repeated over `num_members`
-        members: every field (num_members,) float32."""
-        return cls(**{
-            f.name: jnp.full((num_members,), getattr(config, f.name), jnp.float32)
-            for f in dataclasses.fields(cls)
-        })
 
-    def broadcast(self, num_members: int) -> MemberHparams:
-        """Every field as a (num_members,) float32 array (scalars repeated)."""
-        return jax.tree.map(
-            lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (num_members,)), self
-        )
+# Per-member traced scalar hyperparameters: one float32 field per traced setting of
+# `scalelab.config` (`TRACED`, declared there once), a leading member axis when batched. A field
+# left at its default (a Python scalar, the config's default) is broadcast over the members by
+# `init_members` and the chunk function.
+MemberHparams = type("MemberHparams", (struct.PyTreeNode,), {
+    "__annotations__": {name: "jax.Array | float" for name in TRACED},
+    **{name: default_of(name) for name in TRACED},
+    "__doc__": "Per-member traced hyperparameters: the traced settings of scalelab.config.",
+    "__module__": __name__,
+    "from_config": classmethod(_from_config),
+    "broadcast": _broadcast,
+})
 
 
 class MemberState(struct.PyTreeNode):
@@ -158,7 +149,7 @@ class ChunkStatic:
     Default False: one copy shared by all members, refreshed from `level_seed` alone.
     """
 
-    env: Any
+    env: Environment
     apply_fn: Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
     num_envs: int
     rollout_length: int
@@ -201,7 +192,7 @@ class ChunkStatic:
         return dataclasses.replace(self, updates_per_chunk=k)
 
 
-def chunk_static(config: TrainConfig, env: Any, network: networks.NetworkConfig,
+def chunk_static(config: TrainConfig, env: Environment, network: networks.NetworkConfig,
                  num_envs: int, updates_per_chunk: int) -> ChunkStatic:
     """The chunk structure of a validated config's members on `network` (a member's own network
     or its group's padded one), with num_envs envs and updates_per_chunk updates per call."""
@@ -236,7 +227,7 @@ def member_root_keys(seeds: jax.Array | list[int]) -> jax.Array:
     return jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
 
 
-def has_level_pool(env: Any) -> bool:
+def has_level_pool(env: Environment) -> bool:
     """Whether `env` draws resets from a level pool it refreshes (`refresh_levels(key,
     env_params)`, as `envs_jax.procgen`): such env params change during training, and trainers
     give every member its own pool (`init_level_pools`)."""
@@ -497,7 +488,7 @@ def _member_update(
                 static.num_minibatches,
             ),
         )
-    if static.algo == "ppo" and static.objective == "clip":
+    if not ALGORITHMS[static.algo].decoupled(static.objective):
         params, opt_state, info = ppo.ppo_update(
             state.params, state.opt_state, batch, minibatch_key, static.apply_fn,
             ppo.adam(static.adam_eps), coefs, lr, hp.max_grad_norm, static.update_epochs,

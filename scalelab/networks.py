@@ -36,15 +36,20 @@ Uint8 observations are scaled to [0, 1] inside; anything else is cast to float32
 Convolutions have two formulations with the same parameters and the same function
 (``build(..., conv_impl=...)``): ``"lax"`` is ``nn.Conv`` (``lax.conv_general_dilated``);
 ``"taps"`` computes a layer with C_in * C_out <= TAPS_MAX_CHANNELS as a sum over kernel taps of a
-shifted slice times a (C_in x C_out) matrix (``conv_taps``) and the other layers as ``"lax"`` does.
-XLA:CPU's convolution emitter is slow for such few-channel layers (the first MNIST conv has one
-input channel; its forward pass and kernel gradient dominated the small members' training step),
-while the tap products fuse into a few elementwise loops. At 8 channel pairs (MNIST width 1/4's
-first conv) the taps sped up the training step but slowed the batch-32 forward pass of a rollout,
-hence the cut-off at 4 (``benchmarks/cnn_speed.py`` measures both formulations). ``"auto"``
+shifted slice times a (C_in x C_out) matrix (``conv_taps``). XLA:CPU's convolution emitter is
+slow for such few-channel layers (the first MNIST conv has one input channel; its forward pass and
+kernel gradient dominated the small members' training step), while the tap products fuse into a
+few elementwise loops. At 8 channel pairs (MNIST width 1/4's first conv) the taps sped up the
+training step but slowed the batch-32 forward pass of a rollout, hence the cut-off at 4
+(``benchmarks/cnn_speed.py`` measures both formulations). The other layers keep ``"lax"``'s
+values and input gradient under "taps" but take their kernel gradient as per-tap matmuls
+(``conv_tap_grad``): inside the trainer's ``lax.scan`` XLA:CPU runs library kernel gradients as
+slow loop emitters (``benchmarks/scan_vs_steps.py``). ``"auto"``
 (the default) picks ``"taps"`` when the default backend is the CPU and ``"lax"`` elsewhere, where
 library convolutions are fast and the tap sum would only add memory traffic. Max-pools are
-``nn.max_pool`` in both.
+``nn.max_pool`` under "lax" and ``scalelab.maxpool.max_pool`` under "taps": the same values and
+bit-identical gradients, computed by dense compares and pads instead of XLA:CPU's
+select-and-scatter.
 """
 
 from __future__ import annotations
@@ -53,12 +58,15 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from scalelab.conv_tap_grad import conv_tap_grad
+from scalelab.maxpool import max_pool as dense_grad_max_pool
 
 FAMILIES = ("mnist_cnn", "mlp", "impala", "small_cnn")
 CONV_IMPLS = ("auto", "lax", "taps")
@@ -165,6 +173,12 @@ def _hidden_sizes(cfg: NetworkConfig) -> tuple[int, ...]:
     return tuple(scaled_units(b, cfg.width) for b in _base_sizes(cfg))
 
 
+def shape_key(cfg: NetworkConfig) -> tuple:
+    """What makes two configs the same network: family, depth, activation, heads and every
+    layer's units after rounding the width (configs with equal keys have equal parameters)."""
+    return (cfg.family, cfg.depth, cfg.activation, cfg.aux_value_head, _hidden_sizes(cfg))
+
+
 def _check_obs_shape(cfg: NetworkConfig, obs_shape: Sequence[int]) -> tuple[int, ...]:
     shape = tuple(int(d) for d in obs_shape)
     if any(d < 1 for d in shape) or not shape:
@@ -258,20 +272,21 @@ def conv_taps(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
 
 
 class TapsConv(nn.Module):
-    """``nn.Conv`` (stride 1, orthogonal sqrt(2) kernel, zero bias) computed by ``conv_taps``:
-    the same parameters (names, shapes, creation order, so the same init) and the same function.
-    [B, H, W, C_in] -> [B, H_out, W_out, features]."""
+    """``nn.Conv`` (stride 1, orthogonal sqrt(2) kernel, zero bias) computed by ``conv_fn``
+    (``conv_taps`` or ``conv_tap_grad``): the same parameters (names, shapes, creation order, so
+    the same init) and the same function. [B, H, W, C_in] -> [B, H_out, W_out, features]."""
 
     features: int
     kernel: int
     padding: str
+    conv_fn: Callable[[jax.Array, jax.Array, str], jax.Array] = conv_taps
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         shape = (self.kernel, self.kernel, x.shape[-1], self.features)
         kernel = self.param("kernel", nn.initializers.orthogonal(_HIDDEN_SCALE), shape, jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-        return conv_taps(x, kernel, self.padding) + bias
+        return self.conv_fn(x, kernel, self.padding) + bias
 
 
 class Encoder(nn.Module):
@@ -299,18 +314,20 @@ class Encoder(nn.Module):
 
         def conv(features: int, kernel: int, padding: str, name: str) -> Callable:
             def apply(x: jax.Array) -> jax.Array:
-                if self.conv_impl == "taps" and computed_as_taps(x.shape[-1], features):
-                    return TapsConv(features, kernel, padding, name=name)(x)
+                if self.conv_impl == "taps":
+                    fn = conv_taps if computed_as_taps(x.shape[-1], features) else conv_tap_grad
+                    return TapsConv(features, kernel, padding, fn, name=name)(x)
                 return _conv(features, kernel, padding, name)(x)
 
             return apply
 
+        pool = dense_grad_max_pool if self.conv_impl == "taps" else nn.max_pool
         if cfg.family == "mnist_cnn":
             c1, c2, units = sizes
             x = act(conv(c1, 5, "VALID", "conv_0")(x))
-            x = nn.max_pool(x, (2, 2), (2, 2), "VALID")
+            x = pool(x, (2, 2), (2, 2), "VALID")
             x = act(conv(c2, 3, "VALID", "conv_1")(x))
-            x = nn.max_pool(x, (2, 2), (2, 2), "VALID")
+            x = pool(x, (2, 2), (2, 2), "VALID")
         elif cfg.family == "small_cnn":
             *channels, units = sizes
             for i, c in enumerate(channels):
@@ -319,7 +336,7 @@ class Encoder(nn.Module):
             *channels, units = sizes
             for s, c in enumerate(channels):
                 x = conv(c, 3, "SAME", f"stack_{s}_conv")(x)
-                x = nn.max_pool(x, (3, 3), (2, 2), "SAME")
+                x = pool(x, (3, 3), (2, 2), "SAME")
                 for b in range(cfg.depth):
                     y = conv(c, 3, "SAME", f"stack_{s}_block_{b}_conv_0")(act(x))
                     y = conv(c, 3, "SAME", f"stack_{s}_block_{b}_conv_1")(act(y))
@@ -392,52 +409,84 @@ def _same_taps(size: int, kernel: int) -> int:
     return sum(min(size, i - lo + kernel) - max(0, i - lo) for i in range(size))
 
 
-def _encoder_shapes(cfg: NetworkConfig, obs_shape: tuple[int, ...]) -> list[tuple[str, tuple]]:
-    """The encoder's weighted layers as (kind, dims) in order.
+class Layer(NamedTuple):
+    """One weighted layer of an encoder (the same in both towers), as the flax module builds it.
 
-    kind "dense": (fan_in, units). kind "conv": (k, c_in, c_out, out_positions, in_bound_taps),
-    where out_positions = H_out * W_out and in_bound_taps = sum over output positions of kernel
-    taps that land inside the (unpadded) input.
+    name: its module name inside the encoder; kind "conv" or "dense"; kernel: k (1 for dense);
+    c_in, c_out: input and output channels (dense: fan-in and units); positions: output
+    positions H_out·W_out (1 for dense); taps: kernel taps inside the unpadded input summed over
+    the output positions (dense: 1); pooled: a max-pool follows it.
     """
+
+    name: str
+    kind: str
+    kernel: int
+    c_in: int
+    c_out: int
+    positions: int
+    taps: int
+    pooled: bool = False
+
+    @property
+    def params(self) -> int:
+        return self.kernel * self.kernel * self.c_in * self.c_out + self.c_out
+
+    @property
+    def macs(self) -> int:
+        return self.taps * self.c_in * self.c_out
+
+
+# The top-level modules of ActorCritic and the part of the network each belongs to (PPG steps
+# the parts with separate optimizers; the paper's N counts the policy part without the
+# auxiliary value head).
+TOWERS = {"policy_encoder": "policy", "policy_head": "policy", "aux_value_head": "policy",
+          "value_encoder": "value", "value_head": "value"}
+
+
+def encoder_layers(cfg: NetworkConfig, obs_shape: Sequence[int]) -> tuple[Layer, ...]:
+    """The encoder's weighted layers in order: the description the counts, the memory model and
+    the parameter labels derive from (`tests/test_networks.py` checks the flax module has
+    exactly these layers and shapes)."""
+    shape = _check_obs_shape(cfg, obs_shape)
     sizes = _hidden_sizes(cfg)
-    layers: list[tuple[str, tuple]] = []
     if cfg.family == "mlp":
-        fan_in = math.prod(obs_shape)
-        for units in sizes:
-            layers.append(("dense", (fan_in, units)))
+        fan_in, out = math.prod(shape), []
+        for i, units in enumerate(sizes):
+            out.append(Layer(f"dense_{i}", "dense", 1, fan_in, units, 1, 1))
             fan_in = units
-        return layers
-    h, w, c = obs_shape
+        return tuple(out)
+    h, w, c = shape
+    out = []
     if cfg.family == "mnist_cnn":
-        c1, c2, units = sizes
-        for k, c_out in ((5, c1), (3, c2)):
+        *channels, units = sizes
+        for i, (k, c_out) in enumerate(zip((5, 3), channels, strict=True)):
             h, w = h - k + 1, w - k + 1
-            layers.append(("conv", (k, c, c_out, h * w, h * w * k * k)))
+            out.append(Layer(f"conv_{i}", "conv", k, c, c_out, h * w, h * w * k * k, True))
             h, w, c = h // 2, w // 2, c_out
     elif cfg.family == "small_cnn":
         *channels, units = sizes
         taps = _same_taps(h, 3) * _same_taps(w, 3)
-        for c_out in channels:
-            layers.append(("conv", (3, c, c_out, h * w, taps)))
+        for i, c_out in enumerate(channels):
+            out.append(Layer(f"conv_{i}", "conv", 3, c, c_out, h * w, taps))
             c = c_out
     else:
         *channels, units = sizes
-        for c_out in channels:
+        for s, c_out in enumerate(channels):
             taps = _same_taps(h, 3) * _same_taps(w, 3)
-            layers.append(("conv", (3, c, c_out, h * w, taps)))
+            out.append(Layer(f"stack_{s}_conv", "conv", 3, c, c_out, h * w, taps, True))
             h, w, c = -(-h // 2), -(-w // 2), c_out
             taps = _same_taps(h, 3) * _same_taps(w, 3)
-            layers.extend([("conv", (3, c, c, h * w, taps))] * (2 * cfg.depth))
-    layers.append(("dense", (h * w * c, units)))
-    return layers
+            for b in range(cfg.depth):
+                out.extend(Layer(f"stack_{s}_block_{b}_conv_{j}", "conv", 3, c, c, h * w, taps)
+                           for j in range(2))
+    out.append(Layer("dense", "dense", 1, h * w * c, units, 1, 1))
+    return tuple(out)
 
 
-def _tower_layers(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int):
-    shape = _check_obs_shape(cfg, obs_shape)
-    num_actions = _check_num_actions(num_actions)
-    encoder = _encoder_shapes(cfg, shape)
-    units = encoder[-1][1][1]
-    return encoder, units, num_actions
+def _tower_layers(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int
+                  ) -> tuple[tuple[Layer, ...], int, int]:
+    encoder = encoder_layers(cfg, obs_shape)
+    return encoder, encoder[-1].c_out, _check_num_actions(num_actions)
 
 
 def param_count(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int) -> int:
@@ -447,16 +496,16 @@ def param_count(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int) 
     N = 2 * encoder + (units*A + A) + (units + 1), plus (units + 1) with aux_value_head.
     """
     encoder, units, num_actions = _tower_layers(cfg, obs_shape, num_actions)
-    total = 0
-    for kind, dims in encoder:
-        if kind == "conv":
-            k, c_in, c_out, _, _ = dims
-            total += k * k * c_in * c_out + c_out
-        else:
-            fan_in, out = dims
-            total += fan_in * out + out
     aux = units + 1 if cfg.aux_value_head else 0
+    total = sum(layer.params for layer in encoder)
     return 2 * total + (units * num_actions + num_actions) + (units + 1) + aux
+
+
+def policy_param_count(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int) -> int:
+    """Parameters of the policy tower and its logits head only (the paper's N): what acting
+    needs, without the value tower, the value head or PPG's auxiliary value head."""
+    encoder, units, num_actions = _tower_layers(cfg, obs_shape, num_actions)
+    return sum(layer.params for layer in encoder) + units * num_actions + num_actions
 
 
 def forward_flops(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int) -> int:
@@ -469,16 +518,38 @@ def forward_flops(cfg: NetworkConfig, obs_shape: Sequence[int], num_actions: int
     An aux_value_head adds 2 * units (counted although acting never evaluates it).
     """
     encoder, units, num_actions = _tower_layers(cfg, obs_shape, num_actions)
-    macs = 0
-    for kind, dims in encoder:
-        if kind == "conv":
-            _, c_in, c_out, _, taps = dims
-            macs += taps * c_in * c_out
-        else:
-            fan_in, out = dims
-            macs += fan_in * out
+    macs = sum(layer.macs for layer in encoder)
     aux = units if cfg.aux_value_head else 0
     return 2 * (2 * macs + units * num_actions + units + aux)
+
+
+def activation_floats(cfg: NetworkConfig, obs_shape: Sequence[int]) -> dict[str, int]:
+    """Per observation, floats of the layer outputs an update's backward pass works on, by kind
+    (the planner's memory model): "conv" (every conv layer of both towers), "pool" (conv layers
+    followed by a max-pool), "taps" (shifted input slices of the layers computed as tap sums on
+    this backend; the first layer's, slices of the shared observation, once), "dense" (dense
+    layers of both encoders)."""
+    taps = resolve_conv_impl("auto") == "taps"
+    out = {"conv": 0, "pool": 0, "taps": 0, "dense": 0}
+    for i, layer in enumerate(encoder_layers(cfg, obs_shape)):
+        size = layer.positions * layer.c_out
+        if layer.kind == "dense":
+            out["dense"] += 2 * size
+            continue
+        out["conv"] += 2 * size
+        out["pool"] += 2 * size if layer.pooled else 0
+        if taps and computed_as_taps(layer.c_in, layer.c_out):
+            out["taps"] += (1 if i == 0 else 2) * layer.kernel ** 2 * layer.positions * layer.c_in
+    return out
+
+
+def param_labels(params: Params) -> Params:
+    """The params pytree ({"params": {module: ...}}) with every leaf replaced by the part its
+    top-level module belongs to (TOWERS: "policy" or "value")."""
+    def label(name: str, sub: Params) -> Params:
+        return jax.tree.map(lambda _: TOWERS.get(name, "?"), sub)
+
+    return {"params": {name: label(name, sub) for name, sub in params["params"].items()}}
 
 
 # --------------------------------------------------------------------------- zero-padding

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from scalelab import networks
 from scalelab.algos import decoupled, ppg, ppo
 from scalelab.algos.ewma import center_of_mass, ewma_init, ewma_update
 from scalelab.algos.objectives import PolicyCoefs, categorical_kl, policy_objective
@@ -186,7 +187,7 @@ def two_tower_setup(seed=0, n=32, obs_dim=5):
 
 def test_param_labels_split_towers():
     _, params, _ = two_tower_setup()
-    labels = ppg.param_labels(params)["params"]
+    labels = networks.param_labels(params)["params"]
     assert {k: set(jax.tree.leaves(v)) for k, v in labels.items()} == {
         "policy_encoder": {"policy"}, "policy_head": {"policy"}, "aux_value_head": {"policy"},
         "value_encoder": {"value"}, "value_head": {"value"}}
@@ -213,7 +214,7 @@ def test_value_only_steps_leave_the_policy_unchanged():
     before = params
     for _ in range(3):
         params, states["value"] = step(params, states["value"], "value")
-    labels = ppg.param_labels(params)
+    labels = networks.param_labels(params)
     moved = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
                          params, before)
     for label, did_move in zip(jax.tree.leaves(labels), jax.tree.leaves(moved), strict=True):
@@ -317,7 +318,7 @@ def test_aux_value_head_counts_are_exact_and_it_pads(family, obs_shape):
     logits, value, aux = module.apply(params, obs, return_aux=True)
     assert aux.shape == value.shape == (3,)
     np.testing.assert_array_equal(module.apply(params, obs)[0], logits)
-    assert ppg.param_labels(params)["params"]["aux_value_head"]["kernel"] == "policy"
+    assert networks.param_labels(params)["params"]["aux_value_head"]["kernel"] == "policy"
     # zero-padded into a wider group it computes the same three outputs
     wide = networks.NetworkConfig(family, width=0.5, aux_value_head=True)
     padded = networks.pad_params(params, cfg, wide, obs_shape, 5)

@@ -101,7 +101,13 @@ def test_train_config_rejects_schedules_that_cannot_work():
         TrainConfig(**base, batch_schedule="adaptive", num_minibatches=1).validate()
     with pytest.raises(ValueError, match="aux_num_minibatches"):
         TrainConfig(**base, algo="ppg", aux_num_minibatches=7).validate()
-    TrainConfig(**base, algo="ppo", aux_num_minibatches=7).validate()  # PPG's field, unused
+    # a setting the algorithm ignores is an error, naming what would read it
+    with pytest.raises(ValueError, match='aux_num_minibatches: has no effect.*"ppg"'):
+        TrainConfig(**base, algo="ppo", aux_num_minibatches=7).validate()
+    for field, value in (("kl_coef", 2.0), ("ewma_decay", 0.5), ("imp_samp_max", 3.0)):
+        with pytest.raises(ValueError, match=f"{field}: has no effect"):
+            TrainConfig(**base, **{field: value}).validate()
+    TrainConfig(**base, objective="kl", kl_coef=2.0, imp_samp_max=3.0).validate()
 
 
 # MNIST's gradient noise scale (~10-100) exceeds a 4-sample minibatch: the batch grows

@@ -64,3 +64,29 @@ def test_scalelab_fit_writes_report_and_plots(tmp_path, capsys):
     assert set(report["power_law"]["intervals"]) >= {"alpha_N", "alpha_E", "size_exponent"}
     for name in ("learning_curves", "intrinsic", "law_contours", "optimal_size"):
         assert (out / f"{name}.png").stat().st_size > 10_000
+
+
+def _pre_frontier_csv(tmp_path):
+    design = synthetic.default_design(num_sizes=6, num_points=60, seeds=2)
+    true = synthetic.law_for_design(0.5, 0.7, design, frontier_fraction=240.0)
+    write_curves_csv(synthetic.make_curves(true, design, noise=0.02, seed=3),
+                     tmp_path / "short.csv")
+    return tmp_path / "short.csv"
+
+
+def test_scalelab_fit_prints_the_verdict_first_and_exits_0_when_unresolved(tmp_path, capsys):
+    path = _pre_frontier_csv(tmp_path)
+    code = main(["fit", str(path), "--bootstrap", "0", "--starts", "16", "--no-plots"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert lines[0] == "power law: UNRESOLVED"
+    report = json.loads((tmp_path / "short_fit" / "fit.json").read_text())
+    assert report["power_law"]["status"] == "unresolved"
+    assert "frontier" in report["power_law"]["status_reason"]
+
+
+def test_scalelab_fit_exits_2_on_bad_input(tmp_path, capsys):
+    assert main(["fit", str(tmp_path / "missing.csv")]) == 2
+    write_curves_csv(_curves(), tmp_path / "two_sizes.csv")
+    assert main(["fit", str(tmp_path / "two_sizes.csv")]) == 2
+    assert "at least 3 model sizes" in capsys.readouterr().err

@@ -35,6 +35,15 @@ def test_frontier_of_constrained_law_is_compute(a_n, a_e, k):
 
 
 @pytest.mark.parametrize("a_n,a_e", PAIRS)
+def test_frontier_interactions_make_the_size_compute_optimal(a_n, a_e):
+    n_c, e_c = law.constants_from_ratio(a_n, a_e, log_ratio=1.0, k=2.0)
+    for n in (1e3, 1e6):
+        log_e = law.log_frontier_interactions(n, a_n, a_e, n_c, e_c, k=2.0)
+        _, log_n_opt = _brute_force_frontier(a_n, a_e, n_c, e_c, 2.0, np.log(2.0 * n) + log_e)
+        assert log_n_opt == pytest.approx(np.log(n), abs=1e-3)
+
+
+@pytest.mark.parametrize("a_n,a_e", PAIRS)
 def test_optimal_size_matches_brute_force(a_n, a_e):
     n_c, e_c = law.constants_from_ratio(a_n, a_e, log_ratio=2.0, k=3.0)
     log_cs = np.log([1e10, 1e13, 1e16])

@@ -114,7 +114,7 @@ def test_one_or_two_model_sizes_is_an_error():
     with pytest.raises(ValueError, match="at least 3 model sizes"):
         fit_power_law(two)
     with pytest.raises(ValueError, match="flops_per_interaction"):
-        fit_power_law(two + [LearningCurve(300, e, np.log(e) + 2)], compute="flops")
+        fit_power_law(two + [LearningCurve(300, e, np.log(e) + 2)], size="flops")
     with pytest.raises(ValueError, match="identical"):
         fit_power_law([LearningCurve(n, e, np.ones(e.size)) for n in (1, 2, 3)])
 

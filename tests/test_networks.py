@@ -9,6 +9,7 @@ import optax
 import pytest
 from network_helpers import ppo_like_loss
 
+from scalelab import networks
 from scalelab.networks import (
     NetworkConfig,
     build,
@@ -435,3 +436,36 @@ def test_width_for_param_ratio_rejects_bad_ratio():
     for bad in (0, -1.0, float("inf"), "1/2"):
         with pytest.raises(ValueError, match="ratio"):
             width_for_param_ratio("mlp", bad, (4,), 2)
+
+
+@pytest.mark.parametrize("cfg,obs", [
+    (networks.NetworkConfig("mnist_cnn", width=0.25), (28, 28, 1)),
+    (networks.NetworkConfig("impala", width=0.125, depth=2), (64, 64, 3)),
+    (networks.NetworkConfig("mlp", width=0.5, depth=3), (4,)),
+    (networks.NetworkConfig("small_cnn", width=0.5, depth=2), MINATAR),
+])
+def test_the_flax_module_has_exactly_the_described_layers(cfg, obs):
+    """The layer description (counts, memory model, labels) and the module cannot drift apart:
+    the same layer names, kernel shapes and output sizes (whose chain fixes the order)."""
+    shapes = networks.param_shapes(cfg, obs, 5)["params"]
+    layers = networks.encoder_layers(cfg, obs)
+    for tower in ("policy_encoder", "value_encoder"):
+        assert sorted(shapes[tower]) == sorted(layer.name for layer in layers)
+        for layer in layers:
+            kernel = shapes[tower][layer.name]["kernel"].shape
+            if layer.kind == "conv":
+                assert kernel == (layer.kernel, layer.kernel, layer.c_in, layer.c_out)
+            else:
+                assert math.prod(kernel[:-1]) == layer.c_in and kernel[-1] == layer.c_out
+    module = networks.build(cfg, 5, conv_impl="lax")
+    x = jax.ShapeDtypeStruct((1, *obs), np.uint8)
+
+    def captured(o):
+        p = module.init(jax.random.key(0), o)
+        return module.apply(p, o, capture_intermediates=True, mutable=["intermediates"])[1]
+
+    inter = jax.eval_shape(captured, x)["intermediates"]["policy_encoder"]
+    for layer in layers:
+        out = inter[layer.name]["__call__"][0].shape[1:]
+        assert math.prod(out) == layer.positions * layer.c_out, layer.name
+    assert set(shapes) <= set(networks.TOWERS)  # every top-level module has a part

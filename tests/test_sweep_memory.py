@@ -4,7 +4,7 @@ import pytest
 
 from scalelab import networks
 from scalelab.sweep import plan as plan_mod
-from scalelab.sweep.plan import activation_floats, make_plan
+from scalelab.sweep.plan import make_plan
 from scalelab.sweep.spec import parse_spec
 from scalelab.sweep.xla_memory import FAST_COMPILE, xla_member_bytes
 
@@ -90,7 +90,7 @@ def test_activation_floats_by_hand_mnist_cnn():
     """mnist_cnn at width 1/32: convs of 1 and 2 channels (28 -> 24 -> pool 12 -> 10 -> pool 5),
     dense 31 units, two towers."""
     cfg = networks.NetworkConfig("mnist_cnn", width=1 / 32)
-    got = activation_floats(cfg, (28, 28, 1), 10)
+    got = networks.activation_floats(cfg, (28, 28, 1))
     conv = 2 * (24 * 24 * 1 + 10 * 10 * 2)
     taps = 0
     if networks.resolve_conv_impl("auto") == "taps":
@@ -104,7 +104,7 @@ def test_activation_floats_by_hand_impala():
     """impala depth 1 at width 1/16 on 64x64x3: channels 1, 2, 2; only each stack's first conv
     is followed by a max-pool; dense 16 units; two towers."""
     cfg = networks.NetworkConfig("impala", width=1 / 16, depth=1)
-    got = activation_floats(cfg, (64, 64, 3), 15)
+    got = networks.activation_floats(cfg, (64, 64, 3))
     stack = [64 * 64 * 1, 32 * 32 * 2, 16 * 16 * 2]  # each stack's first conv (pre-pool)
     blocks = [2 * 32 * 32 * 1, 2 * 16 * 16 * 2, 2 * 8 * 8 * 2]  # two convs per residual block
     assert got["pool"] == 2 * sum(stack)

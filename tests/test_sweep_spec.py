@@ -165,6 +165,7 @@ def _algo(train, axes=""):
 
 
 BAD.update({
+    "setting ppo ignores": (_algo("aux_epochs = 3"), "[train] aux_epochs"),
     "ewma_decay out of range": (_algo('algo = "ppo_ewma"', "ewma_decay = [0.5, 1.0]"),
                                 "[axes] ewma_decay"),
     "imp_samp_max below one": (_algo('algo = "ppo_ewma"', "imp_samp_max = [0.5, 2.0]"),
@@ -251,3 +252,23 @@ def test_coinrun_specs_are_the_paper_setup_and_differ_only_in_the_algorithm():
                  "ppg_n_pi", "aux_epochs", "beta_clone"}
     strip = lambda train: {k: v for k, v in train.items() if k not in algo_keys}  # noqa: E731
     assert strip(ppg.train) == strip(ppo.train)
+
+
+@pytest.mark.parametrize("axis,named", [
+    ("param_ratio = [0.0156, 0.01561]", "param_ratio 0.0156 and 0.01561"),
+    ("width = [0.5, 0.5000000001]", "width 0.5 and 0.5000000001"),
+])
+def test_members_identical_after_rounding_are_an_error_naming_both_values(axis, named):
+    from scalelab.sweep.plan import make_plan
+
+    text = GOOD.replace("width = [0.0625, 0.125]", axis)
+    with pytest.raises(SpecError, match="train identically") as err:
+        make_plan(parse_spec(text, "q.toml"))
+    assert named in str(err.value)
+
+
+def test_a_rounded_integer_axis_names_one_duplicate_briefly():
+    text = GOOD.replace("seed = [0, 1, 2]", "seed = {geom = [1, 100000, 100000]}")
+    with pytest.raises(SpecError, match="duplicate value 1 .*after rounding") as err:
+        parse_spec(text, "q.toml")
+    assert len(str(err.value)) < 200

@@ -22,24 +22,24 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from scalelab.algos import ppo
+from scalelab.algos import ALGORITHMS, ppo
 from scalelab.algos.ewma import EwmaState, ewma_update
 from scalelab.algos.objectives import PolicyCoefs, policy_objective
 
 Params = Any
 
-ALGOS = ("ppo", "ppo_ewma", "ppg", "ppg_ewma")
+ALGOS = tuple(ALGORITHMS)
 PARTS = ("all", "policy", "value")
 
 
 def is_ewma(algo: str) -> bool:
     """Whether `algo` uses an EWMA of the weights as its proximal policy."""
-    return algo.endswith("_ewma")
+    return ALGORITHMS[algo].ewma
 
 
 def is_phasic(algo: str) -> bool:
     """Whether `algo` is a PPG variant (separate policy/value steps, an auxiliary phase)."""
-    return algo.startswith("ppg")
+    return ALGORITHMS[algo].phasic
 
 
 class StepInfo(NamedTuple):

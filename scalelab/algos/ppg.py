@@ -10,9 +10,9 @@ where π_pre is the policy before the phase, V_aux an auxiliary value head on th
 (so the policy's features learn from value targets while cloning keeps the policy itself in
 place), V the true value tower and R the GAE returns computed when each rollout was collected.
 Parameters split into a policy part (policy tower, its head, the auxiliary head) and a value
-part (every parameter with a path component starting with "value", i.e. `value_encoder` and
-`value_head` of `scalelab.networks`); the policy phase steps each part with its own Adam, the
-auxiliary phase steps both with a third.
+part (`value_encoder` and `value_head`), as `scalelab.networks.TOWERS` assigns them
+(`param_labels`); the policy phase steps each part with its own Adam, the auxiliary phase steps
+both with a third.
 """
 
 from __future__ import annotations
@@ -29,20 +29,10 @@ from jax import lax
 
 from scalelab.algos import ppo
 from scalelab.algos.objectives import categorical_kl
+from scalelab.networks import param_labels
 
 Params = Any
 AuxApplyFn = Callable[[Params, jax.Array], tuple[jax.Array, jax.Array, jax.Array]]
-
-
-def _is_value_path(path: tuple) -> bool:
-    return any(str(getattr(k, "key", getattr(k, "name", ""))).startswith("value") for k in path)
-
-
-def param_labels(params: Params) -> Params:
-    """The params pytree with every leaf replaced by "value" (value tower) or "policy"."""
-    return jax.tree_util.tree_map_with_path(
-        lambda path, _: "value" if _is_value_path(path) else "policy", params
-    )
 
 
 def check_phasic_params(params: Params) -> None:
@@ -50,8 +40,8 @@ def check_phasic_params(params: Params) -> None:
     labels = set(jax.tree.leaves(param_labels(params)))
     if labels != {"policy", "value"}:
         raise ValueError(
-            "PPG needs separate policy and value towers (parameter paths starting with "
-            f"'value' for the value tower); found only {sorted(labels)}"
+            "PPG needs separate policy and value towers (the modules of "
+            f"scalelab.networks.TOWERS); found parts {sorted(labels)}"
         )
 
 

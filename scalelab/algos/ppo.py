@@ -128,7 +128,11 @@ def gradient_step(
     lr: jax.Array | float,
     max_grad_norm: jax.Array | float,
 ) -> tuple[Params, optax.OptState, jax.Array]:
-    """θ ← θ - lr · Adam(clip(g)); returns (params, opt_state, pre-clip gradient norm)."""
+    """θ ← θ - lr · Adam(clip(g)); returns (params, opt_state, pre-clip gradient norm).
+
+    Not optax.chain(clip_by_global_norm, inject_hyperparams(adam)): lr and max_grad_norm are
+    traced per member and the pre-clip norm is a logged metric, so the clip (which returns the
+    norm) and the -lr scaling stay outside the Adam transformation, whose state holds no lr."""
     grads, norm = clip_by_global_norm(grads, max_grad_norm)
     direction, opt_state = optimizer.update(grads, opt_state, params)
     params = jax.tree.map(lambda p, d: p - lr * d, params, direction)

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import jax
 
-from fitting.cli import format_table
+from fitting.cli import format_report
+from fitting.report import fit_run
 from scalelab import specs
-from scalelab.sweep.fit import fit_run_dir
 from scalelab.sweep.plan import make_plan
 from scalelab.sweep.run import run_sweep
 from scalelab.sweep.spec import SpecError, load_spec
 from scalelab.sweep.xla_memory import xla_member_bytes
 from scalelab.tensorboard import TensorBoardMissing, export_run
 
-__all__ = ["add_export_parser", "add_quickstart_parser", "add_sweep_parser",
-           "route_fit_to_run_dirs"]
+__all__ = ["add_export_parser", "add_quickstart_parser", "add_sweep_parser"]
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -88,53 +86,19 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     pr.set_defaults(func=_cmd_run)
 
 
-def _print_fits(summary: dict) -> None:
-    for label, (fit, out) in summary["fits"].items():
-        print(f"\n== {label or 'power law'} ({out / 'fit.json'})")
-        print(format_table(fit))
-    hfit = summary["horizon"]
-    if hfit is not None:
-        print(f"horizon: E = {hfit.intercept:.4g} + {hfit.slope:.4g}·h  (R² = {hfit.r2:.3f})")
-
-
-def _cmd_fit_dir(args: argparse.Namespace) -> int:
-    if args.out is not None:
-        print("error: --out is not used with a run directory (results go into it)",
-              file=sys.stderr)
-        return 2
-    summary = fit_run_dir(args.path, compute=args.compute, k=args.k, bootstrap=args.bootstrap,
-                          seed=args.seed, exclude_fraction=args.exclude_fraction,
-                          starts=args.starts, make_plots=not args.no_plots,
-                          horizon_target=args.horizon_target)
-    _print_fits(summary)
-    return 0 if all(fit.converged for fit, _ in summary["fits"].values()) else 1
-
-
-def route_fit_to_run_dirs(sub: argparse._SubParsersAction) -> None:
-    """Make `scalelab fit DIR` fit a sweep's run directory; files still go to fitting's CLI."""
-    parser = sub.choices["fit"]
-    fit_file = parser.get_default("func")
-
-    def fit(args: argparse.Namespace) -> int:
-        return _cmd_fit_dir(args) if Path(args.path).is_dir() else fit_file(args)
-
-    parser.set_defaults(func=fit)
-
-
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     spec = specs.path("quickstart")
     if args.dry_run:
         print(f"spec: {spec}")
         return _cmd_plan(argparse.Namespace(spec=spec, compile=False))
     run_sweep(spec, args.out, progress=not args.quiet)
-    summary = fit_run_dir(args.out, bootstrap=args.bootstrap)
-    _print_fits(summary)
-    for fit, out in summary["fits"].values():
+    report = fit_run(args.out, bootstrap=args.bootstrap)
+    print(format_report(report))
+    for experiment in report.experiments:
+        fit = experiment.fit
         lo, hi = (fit.intervals or {}).get("size_exponent", (float("nan"), float("nan")))
         print(f"\noptimal model size N_opt ∝ C^{fit.size_exponent:.3f} "
-              f"(5–95%: {lo:.3f}–{hi:.3f}); alpha_N = {fit.alpha_N:.3f}, "
-              f"alpha_E = {fit.alpha_E:.3f}")
-        print(f"plots: {', '.join(str(p) for p in sorted(out.glob('*.png')))}")
+              f"(5–95%: {lo:.3f}–{hi:.3f}); verdict: {fit.status} ({fit.status_reason})")
     return 0
 
 

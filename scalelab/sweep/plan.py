@@ -46,13 +46,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from gymnax.environments.environment import Environment, EnvParams
 
 import envs_jax
 from envs_jax.data import MnistDataError
@@ -65,7 +65,7 @@ from scalelab.sweep.spec import SpecError, SweepSpec, train_config
 
 __all__ = [
     "Group", "Member", "Plan", "choose_partition", "interactions_after", "make_plan",
-    "member_network", "memory_per_member", "policy_param_count",
+    "member_network", "memory_per_member",
 ]
 
 # Floats kept per transition in the rollout buffer besides observations (action, log-prob, value,
@@ -73,8 +73,9 @@ __all__ = [
 # an update besides the optimizer moments and the EWMA (params, gradients, the update itself).
 _FLOATS_PER_TRANSITION = 12
 _PARAM_COPIES = 3
-# float32 buffers per float of each layer kind (see `activation_floats`) and of the observation,
-# alive at the peak of a minibatch update: fitted to XLA:CPU's buffer assignment (docstring).
+# float32 buffers per float of each layer kind (see `networks.activation_floats`) and of the
+# observation, alive at the peak of a minibatch update: fitted to XLA:CPU's buffer assignment
+# (module docstring).
 _PER_LAYER_KIND = {"conv": 1.2, "pool": 7.2, "taps": 0.75, "dense": 3.5}
 _OBS = 0.6
 
@@ -123,7 +124,7 @@ class Group:
     """Members vmapped together, all padded to `network` (a NetworkConfig)."""
 
     index: int
-    network: Any
+    network: networks.NetworkConfig
     members: tuple[int, ...]
     unpadded_flops: int
     padded_flops: int
@@ -167,8 +168,8 @@ class Plan:
     num_actions: int
     rollout_length: int
     chunks: tuple[tuple[int, int], ...]
-    env: Any = dataclasses.field(repr=False, compare=False, default=None)
-    env_params: Any = dataclasses.field(repr=False, compare=False, default=None)
+    env: Environment | None = dataclasses.field(repr=False, compare=False, default=None)
+    env_params: EnvParams | None = dataclasses.field(repr=False, compare=False, default=None)
 
     @property
     def adaptive(self) -> bool:
@@ -312,7 +313,8 @@ def choose_partition(
 
 
 def memory_per_member(
-    network: Any, obs_shape: tuple[int, ...], obs_dtype: Any, num_actions: int, train_cfg: Any,
+    network: networks.NetworkConfig, obs_shape: tuple[int, ...], obs_dtype: Any, num_actions: int,
+    train_cfg: TrainConfig,
     num_envs: int | None = None, env_params_bytes: int = 0,
 ) -> int:
     """Estimated device bytes one more member adds to a group padded to `network` (the
@@ -342,7 +344,7 @@ def memory_per_member(
     phasic = decoupled.is_phasic(train_cfg.algo)
     copies = _PARAM_COPIES + (4 if phasic else 2) + (1 if decoupled.is_ewma(train_cfg.algo) else 0)
     aux = aux_buffer_bytes(train_cfg.ppg_n_pi, batch, obs_shape, obs_dtype) if phasic else 0
-    layers = activation_floats(network, obs_shape, num_actions)
+    layers = networks.activation_floats(network, obs_shape)
     per_obs = (_OBS * math.prod(obs_shape) + sum(_PER_LAYER_KIND[k] * v for k, v in layers.items()))
     update = 4 * minibatch * per_obs
     return int(
@@ -352,45 +354,6 @@ def memory_per_member(
     )
 
 
-def activation_floats(network: Any, obs_shape: tuple[int, ...], num_actions: int
-                      ) -> dict[str, int]:
-    """Per observation, floats of the layer outputs the update's backward pass works on, by kind:
-    "conv" (every conv layer of both towers), "pool" (conv layers followed by a max-pool), "taps"
-    (shifted input slices of the layers `scalelab.networks` computes as tap sums on this
-    backend), "dense" (hidden dense layers). From the layers' shapes under `jax.eval_shape`
-    (flax's captured intermediates; nothing is computed)."""
-    module = networks.build(network, num_actions)
-    obs = jax.ShapeDtypeStruct((1, *obs_shape), np.uint8)
-
-    def forward(o: jax.Array) -> Any:
-        params = module.init(jax.random.key(0), o)
-        return params, module.apply(params, o, capture_intermediates=True,
-                                    mutable=["intermediates"])[1]
-
-    params, captured = jax.eval_shape(forward, obs)
-    taps = networks.resolve_conv_impl("auto") == "taps"
-    out = {"conv": 0, "pool": 0, "taps": 0, "dense": 0}
-    for tower in ("policy_encoder", "value_encoder"):
-        for name, layer in captured["intermediates"][tower].items():
-            if name == "__call__":  # the tower's output: its last dense layer's, counted there
-                continue
-            shape = layer["__call__"][0].shape[1:]
-            size = math.prod(shape)
-            if "conv" not in name:
-                out["dense"] += size
-                continue
-            kh, kw, c_in, c_out = params["params"][tower][name]["kernel"].shape
-            out["conv"] += size
-            # mnist_cnn pools after both convs; impala after each stack's first conv
-            if network.family == "mnist_cnn" or re.fullmatch(r"stack_\d+_conv", name):
-                out["pool"] += size
-            first = name in ("conv_0", "stack_0_conv")
-            if taps and networks.computed_as_taps(c_in, c_out) and not (
-                    first and tower == "value_encoder"):
-                out["taps"] += kh * kw * shape[0] * shape[1] * c_in
-    return out
-
-
 def member_network(config: TrainConfig) -> networks.NetworkConfig:
     """The NetworkConfig a member trains at its own width: its family and activation, plus the
     auxiliary value head when the algorithm is PPG or PPG-EWMA (`config.network` resolved)."""
@@ -398,14 +361,6 @@ def member_network(config: TrainConfig) -> networks.NetworkConfig:
         config.network, width=config.width, depth=config.depth, activation=config.activation,
         aux_value_head=decoupled.is_phasic(config.algo),
     )
-
-
-def policy_param_count(network: Any, obs_shape: tuple[int, ...], num_actions: int) -> int:
-    """Parameters of the policy tower and its logits head only (the paper's N): what acting
-    needs, without the value tower, the value head or PPG's auxiliary value head."""
-    tree = networks.param_shapes(network, obs_shape, num_actions)["params"]
-    return sum(math.prod(x.shape) for name in ("policy_encoder", "policy_head")
-               for x in jax.tree.leaves(tree[name]))
 
 
 def _chunks(spec: SweepSpec, base_cfg: TrainConfig) -> tuple[tuple[int, int], ...]:
@@ -428,6 +383,30 @@ def _member_grid(spec: SweepSpec) -> list[dict[str, Any]]:
     names = list(spec.axes)
     combos = itertools.product(*spec.axes.values())
     return [dict(zip(names, combo, strict=True)) for combo in combos]
+
+
+def _check_distinct(spec: SweepSpec, rows: list[dict[str, Any]],
+                    net: Callable[[float, int | None], networks.NetworkConfig]) -> None:
+    """SpecError if two members would train identically: the same network after rounding
+    widths to whole units, the same seed, and the same lr and hyperparameters in float32 (what
+    the trainer computes with)."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        cfg = net(r["width"], r["depth"])
+        key = (networks.shape_key(cfg), r["depth"], r["seed"], np.float32(r["lr"]),
+               tuple((k, np.float32(v)) for k, v in sorted(r["hparams"].items())))
+        if key in seen:
+            a = seen[key]
+            diff = {k: (a[k], r[k]) for k in ("width", "param_ratio", "lr", "lr_scale")
+                    if a[k] != r[k]}
+            diff.update({k: (a["hparams"][k], v) for k, v in r["hparams"].items()
+                         if a["hparams"][k] != v})
+            said = "; ".join(f"{k} {x!r} and {y!r}" for k, (x, y) in diff.items())
+            raise SpecError(
+                f"{spec.path}: [axes]: two members would train identically ({said or 'same values'}"
+                f", seed {r['seed']}): they round to the same network "
+                f"and the same float32 settings; drop one of the values")
+        seen[key] = r
 
 
 def make_plan(spec: SweepSpec) -> Plan:
@@ -463,6 +442,7 @@ def make_plan(spec: SweepSpec) -> Plan:
               if k not in ("width", "param_ratio", "depth", "seed", "lr_scale")}
         rows.append(dict(width=float(width), depth=depth, param_ratio=ratio, seed=combo["seed"],
                          lr=spec.lr_rule.lr(width, depth) * scale, lr_scale=scale, hparams=hp))
+    _check_distinct(spec, rows, net)
     chunks = _chunks(spec, base_cfg)
     # a member-owned level pool per member (see scalelab.sweep.run)
     pool_bytes = sum(np.asarray(x).nbytes for x in jax.tree.leaves(env_params)) if (
@@ -490,7 +470,7 @@ def make_plan(spec: SweepSpec) -> Plan:
             member_of[c] = (gi, gcfg)
     slots = [0] * len(groups_cfgs)
     members = []
-    policy_counts = {c: policy_param_count(c, obs_shape, num_actions) for c in counts}
+    policy_counts = {c: networks.policy_param_count(c, obs_shape, num_actions) for c in counts}
     for index, r in enumerate(rows):
         cfg = net(r["width"], r["depth"])
         gi, _ = member_of[cfg]

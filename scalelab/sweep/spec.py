@@ -21,7 +21,8 @@ from typing import Any
 import tomli_w
 
 import envs_jax
-from scalelab.config import TrainConfig
+from scalelab.algos import ALGORITHMS
+from scalelab.config import SETTINGS, TRACED, TrainConfig
 
 __all__ = [
     "SCHEMA",
@@ -55,11 +56,11 @@ _OWNED_ELSEWHERE = {
     "updates_per_chunk": "[budget] updates_per_chunk",
 }
 
-# Axes swept per member. Hyperparameter axes must be traced per member by the trainer
-# (`MemberHparams` fields), so that every value shares one compiled program.
+# Axes swept per member. Hyperparameter axes are the settings traced per member
+# (`scalelab.config.TRACED`, the `MemberHparams` fields), so that every value shares one
+# compiled program; lr is swept through the lr rule and `lr_scale`.
 _SIZE_AXES = ("width", "param_ratio")
-_HPARAM_AXES = ("gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef", "max_grad_norm",
-                "kl_coef", "ewma_decay", "beta_clone", "imp_samp_max")
+_HPARAM_AXES = tuple(name for name in TRACED if name != "lr")
 AXIS_NAMES = (*_SIZE_AXES, "depth", "seed", "lr_scale", *_HPARAM_AXES)
 
 
@@ -78,24 +79,12 @@ def _positive(v: Any) -> bool:
     return v > 0
 
 
-def _unit(v: Any) -> bool:
-    return 0.0 <= v <= 1.0
-
-
 def _nonneg(v: Any) -> bool:
     return v >= 0
 
 
 def _seed_ok(v: Any) -> bool:
     return 0 <= v < 2**31
-
-
-def _decay_ok(v: Any) -> bool:
-    return 0.0 <= v < 1.0
-
-
-def _at_least_one(v: Any) -> bool:
-    return v >= 1.0
 
 
 SCHEMA: dict[str, dict[str, _Key]] = {
@@ -145,16 +134,8 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "depth": _Key("int", _positive, ">= 1", "depths (residual blocks per stack / layers)"),
         "seed": _Key("int", _seed_ok, "0 <= seed < 2^31", "seeds (default [0])"),
         "lr_scale": _Key("float", _positive, "> 0", "lr grid: multipliers of the rule's lr"),
-        "gamma": _Key("float", _unit, "in [0, 1]", "discount γ"),
-        "gae_lambda": _Key("float", _unit, "in [0, 1]", "GAE λ"),
-        "clip_eps": _Key("float", _positive, "> 0", "PPO clip ε"),
-        "ent_coef": _Key("float", _nonneg, ">= 0", "entropy coefficient"),
-        "vf_coef": _Key("float", _nonneg, ">= 0", "value-loss coefficient"),
-        "max_grad_norm": _Key("float", _positive, "> 0", "global gradient-norm clip"),
-        "kl_coef": _Key("float", _nonneg, ">= 0", "c_KL of the kl objective"),
-        "ewma_decay": _Key("float", _decay_ok, "in [0, 1)", "β_prox of ppo_ewma / ppg_ewma"),
-        "beta_clone": _Key("float", _nonneg, ">= 0", "PPG's cloning coefficient β_clone"),
-        "imp_samp_max": _Key("float", _at_least_one, ">= 1", "cap on importance weights"),
+        **{name: _Key("float", SETTINGS[name].ok, SETTINGS[name].rule(), SETTINGS[name].help)
+           for name in _HPARAM_AXES},
     },
 }
 # Tables inside tables. `[env.kwargs]` (env params, checked when the planner builds the env)
@@ -273,8 +254,12 @@ def expand_axis(path: str, key: str, raw: Any) -> tuple:
     else:
         values = [raw]
     checked = tuple(_check_value(path, "axes", key, spec, v) for v in values)
-    if len(set(checked)) != len(checked):
-        raise SpecError(f"{where}: duplicate values in {list(checked)}")
+    seen: dict[Any, int] = {}
+    for i, v in enumerate(checked):
+        if v in seen:
+            raise SpecError(f"{where}: duplicate value {v!r} (values {seen[v] + 1} and {i + 1} of "
+                            f"{len(checked)}{', after rounding' if isinstance(raw, dict) else ''})")
+        seen[v] = i
     return checked
 
 
@@ -416,22 +401,15 @@ def parse_spec(text: str, path: str = "<spec>") -> SweepSpec:
     return spec
 
 
-# Axes that change nothing unless the algorithm uses them: (algo, objective) -> whether it does.
-_AXIS_USED_BY: dict[str, tuple[Callable[[str, str], bool], str]] = {
-    "kl_coef": (lambda algo, obj: obj == "kl", 'objective = "kl"'),
-    "ewma_decay": (lambda algo, obj: algo.endswith("_ewma"), 'algo = "ppo_ewma" or "ppg_ewma"'),
-    "beta_clone": (lambda algo, obj: algo.startswith("ppg"), 'algo = "ppg" or "ppg_ewma"'),
-    "imp_samp_max": (lambda algo, obj: (algo, obj) != ("ppo", "clip"),
-                     'any algo but plain ppo with objective "clip"'),
-}
-
-
 def _check_sweepable(spec: SweepSpec) -> None:
     """Errors for trainer settings a sweep cannot run or that would make members identical:
     an axis the algorithm ignores, and the adaptive batch schedule across different settings."""
     cfg = train_config(spec, width=1.0, seed=0, lr=spec.lr_rule.base)
-    for key, (used, needs) in _AXIS_USED_BY.items():
-        if key in spec.axes and len(spec.axes[key]) > 1 and not used(cfg.algo, cfg.objective):
+    algorithm = ALGORITHMS[cfg.algo]
+    for key in _HPARAM_AXES:
+        used, needs = SETTINGS[key].used, SETTINGS[key].needs
+        if (key in spec.axes and len(spec.axes[key]) > 1 and used is not None
+                and not used(algorithm, cfg.objective)):
             raise SpecError(
                 f"{_where(spec.path, 'axes', key)}: has no effect with algo = {cfg.algo!r}, "
                 f"objective = {cfg.objective!r} (it needs {needs}); its members would differ "
@@ -495,7 +473,8 @@ def _validate_train_configs(spec: SweepSpec) -> None:
                 where = _where(spec.path, "axes", field)
             else:
                 where = _where(spec.path, "train", field if field in spec.train else None)
-            raise SpecError(f"{where}: {exc}") from None
+            message = str(exc).split(":", 1)[1].strip() if field in str(where) else str(exc)
+            raise SpecError(f"{where}: {message}") from None
 
 
 def spec_for_config(config: TrainConfig, num_seeds: int, name: str = "train") -> str:

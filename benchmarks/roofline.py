@@ -1,0 +1,313 @@
+"""Roofline of the conv nets: achieved FLOP/s of acting, one update and one PPO iteration as a
+fraction of this device's fp32 matmul peak; one JSON line per result.
+
+For each size (family, width, depth) the run first measures the peak (``peak_gflops``: a
+2048x2048 float32 ``jnp.dot``, median of ``--peak-repeats`` calls after a warm-up), then three
+compiled programs of the network the trainer builds for that size, each vmapped over ``--members``
+parameter sets:
+
+- ``act``: the forward pass at the rollout's batch (num_envs observations, the env's own);
+- ``update``: one minibatch step as the trainer takes it: value_and_grad of the clipped PPO loss,
+  global-norm clip and Adam (``scalelab.algos.ppo``), at the minibatch size, its outputs fed back;
+- ``iteration``: the real chunk function (``scalelab.train.prepare(...).compile``) advancing every
+  member by ``updates_per_chunk`` PPO iterations: rollout with the env inside, GAE, epochs of
+  minibatch updates.
+
+FLOPs come from ``scalelab.networks.forward_flops`` (F per observation, both towers and heads).
+The backward pass counts as 2F (gradients of activations and of weights, each one forward's
+multiply-adds), Adam and the loss count as 0. So act = F per observation, update = 3F per sample,
+and iteration = F x (1 + 3 x update_epochs) per interaction: the rollout's forward plus the epochs'
+forward + backward. The rollout's value of ``final_observation`` at every step (about half a
+forward) is work the iteration does that is not counted. ``fraction_of_peak`` divides by the peak
+measured just before that size, so load from other jobs shows in both; every line also records
+the 1-minute load average when it was written.
+
+Every program is compiled and run once (``compile_s``), then called until it has run
+``--min-calls`` times and at least ``--seconds`` (at most ``--max-calls``); ``median_s`` is the
+median call, each call timed to ``block_until_ready`` of all its outputs.
+
+    PYTHONPATH=. python benchmarks/roofline.py [--sizes quick|full|smoke] [--smoke]
+        [--members 1] [--out benchmarks/results/roofline.jsonl | -]
+
+``quick`` (the CPU default) is MNIST widths 1/64 and 1/8, IMPALA width 1/16 at depth 1 and width
+1/4 at depth 1 and 4 (on the 2-core CPU MNIST width 1's iteration took 250 s a call under load
+9); ``full`` (the default elsewhere) is MNIST 1/64 ... 1 and IMPALA 1/16 ... 1 at depth 1 and 4;
+``--smoke`` runs MNIST width 1/64 at a tiny batch, each program twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from scalelab import networks
+from scalelab.algos import ppo
+from scalelab.train import MemberState, PreparedRun, TrainConfig, prepare
+
+DEFAULT_OUT = Path(__file__).parent / "results" / "roofline.jsonl"
+PEAK_SIZE = 2048
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    """One network size and the PPO batch it is measured at."""
+
+    family: str
+    width: float
+    depth: int | None = None
+    num_envs: int = 32
+    rollout_length: int = 32
+    update_epochs: int = 2
+    num_minibatches: int = 2
+    updates_per_chunk: int = 1
+
+    def config(self) -> TrainConfig:
+        """The trainer's config: MNIST-v0's preset, or CoinRun-v0 with CleanRL's Procgen
+        epochs and a CPU-sized level pool."""
+        sizes = dict(
+            width=self.width, num_envs=self.num_envs, rollout_length=self.rollout_length,
+            update_epochs=self.update_epochs, num_minibatches=self.num_minibatches,
+            updates_per_chunk=self.updates_per_chunk,
+            total_interactions=self.updates_per_chunk * self.num_envs * self.rollout_length,
+        )
+        if self.family == "mnist_cnn":
+            return TrainConfig.preset("MNIST-v0", network="mnist_cnn", **sizes)
+        return TrainConfig(
+            env="CoinRun-v0", network="impala", depth=self.depth, lr=5e-4, gamma=0.999,
+            env_kwargs=dict(pool_size=256, refresh_size=32), **sizes,
+        )
+
+
+def _mnist(width: float, **batch: int) -> Size:
+    return Size("mnist_cnn", width, **batch)
+
+
+def _impala(width: float, depth: int, **batch: int) -> Size:
+    sizes = dict(num_envs=8, rollout_length=16, update_epochs=3, num_minibatches=8)
+    return Size("impala", width, depth, **{**sizes, **batch})
+
+
+MNIST_WIDTHS = (1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
+IMPALA_WIDTHS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
+SIZES: dict[str, list[Size]] = {
+    "smoke": [_mnist(1 / 64, num_envs=4, rollout_length=4, update_epochs=1)],
+    "quick": [_mnist(1 / 64), _mnist(1 / 8), _impala(1 / 16, 1), _impala(1 / 4, 1),
+              _impala(1 / 4, 4)],
+    "full": [_mnist(w) for w in MNIST_WIDTHS]
+    + [_impala(w, d) for w in IMPALA_WIDTHS for d in (1, 4)],
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """How long to time a program: at least min_calls and seconds, at most max_calls."""
+
+    min_calls: int = 3
+    max_calls: int = 20
+    seconds: float = 2.0
+
+
+def time_calls(call: Callable[[], Any], timing: Timing) -> tuple[float, list[float]]:
+    """(compile + first call seconds, per-call seconds), each call to block_until_ready."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(call())
+    first = time.perf_counter() - t0
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < timing.max_calls and (
+        len(times) < timing.min_calls or time.perf_counter() - start < timing.seconds
+    ):
+        t0 = time.perf_counter()
+        jax.block_until_ready(call())
+        times.append(time.perf_counter() - t0)
+    return first, times
+
+
+def matmul_peak_gflops(repeats: int, n: int = PEAK_SIZE) -> float:
+    """Median fp32 GFLOP/s of an n x n by n x n ``jnp.dot`` (2 n^3 FLOPs) after a warm-up."""
+    a, b = jax.random.normal(jax.random.key(0), (2, n, n), jnp.float32)
+    dot = jax.jit(jnp.dot)
+    _, times = time_calls(lambda: dot(a, b), Timing(repeats, repeats, 0.0))
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def _members_axis(tree: Any, members: int) -> Any:
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (members, *x.shape)), tree)
+
+
+def act_program(run: PreparedRun, state: MemberState) -> tuple[Callable[[], Any], int]:
+    """The acting forward pass on every member's current observations; (call, observations)."""
+    apply = jax.jit(jax.vmap(run.static.apply_fn))
+    return (lambda: apply(state.params, state.obs)), state.obs.shape[0] * state.obs.shape[1]
+
+
+def minibatch_update(
+    apply_fn: Callable, config: TrainConfig, num_actions: int, params: Any, obs: jax.Array
+) -> Callable[[], Any]:
+    """A call doing one minibatch step as the trainer does (PPO loss gradient, global-norm clip,
+    Adam; ``config``'s coefficients) for every member of ``params`` on ``obs`` [M, n, *obs_shape]
+    with random actions, advantages and returns, its params and Adam state fed back."""
+    members, size = obs.shape[:2]
+    keys = jax.random.split(jax.random.key(1), 4)
+    minibatch = ppo.Batch(
+        obs=obs,
+        actions=jax.random.randint(keys[0], (members, size), 0, num_actions),
+        old_log_probs=jnp.full((members, size), -jnp.log(num_actions), jnp.float32),
+        old_values=jax.random.normal(keys[1], (members, size)),
+        advantages=jax.random.normal(keys[2], (members, size)),
+        returns=jax.random.normal(keys[3], (members, size)),
+    )
+    coefs = ppo.LossCoefs(config.clip_eps, config.vf_coef, config.ent_coef)
+    optimizer = ppo.adam(config.adam_eps)
+
+    def step(params, opt_state, mb):
+        (_, info), grads = jax.value_and_grad(ppo.ppo_loss, has_aux=True)(
+            params, apply_fn, mb, coefs
+        )
+        params, opt_state, norm = ppo.gradient_step(
+            params, opt_state, grads, optimizer, config.lr, config.max_grad_norm
+        )
+        return params, opt_state, info, norm
+
+    step = jax.jit(jax.vmap(step))
+    carry = [params, jax.vmap(optimizer.init)(params)]
+
+    def call():
+        params, opt_state, info, norm = step(*carry, minibatch)
+        carry[:] = [params, opt_state]
+        return params, opt_state, info, norm
+
+    return call
+
+
+def update_program(run: PreparedRun, state: MemberState) -> tuple[Callable[[], Any], int]:
+    """One minibatch step per member (``minibatch_update``) on the members' current
+    observations tiled to the minibatch size; (call, samples)."""
+    cfg = run.config
+    members, size = state.obs.shape[0], cfg.batch_size // cfg.num_minibatches
+    repeats = -(-size // cfg.num_envs)
+    obs = jnp.tile(state.obs, (1, repeats) + (1,) * (state.obs.ndim - 2))[:, :size]
+    call = minibatch_update(run.static.apply_fn, cfg, run.env.num_actions, state.params, obs)
+    return call, members * size
+
+
+def iteration_program(run: PreparedRun, state: MemberState) -> tuple[Callable[[], Any], int]:
+    """The trainer's compiled chunk function advancing every member by updates_per_chunk PPO
+    iterations from a copy of ``state`` (the chunk donates it), its state fed back;
+    (call, interactions of all members)."""
+    state = jax.tree.map(jnp.copy, state)
+    size = run.static.updates_per_chunk
+    chunk = run.compile(state)[size]
+    carry = [state, run.env_params]
+
+    def call():
+        state, env_params, metrics = chunk(carry[0], run.hparams, carry[1])
+        carry[:] = [state, env_params]
+        return state, env_params, metrics
+
+    members = state.update_count.shape[0]
+    return call, members * size * run.config.batch_size
+
+
+def measure_size(size: Size, members: int, timing: Timing, peak_repeats: int) -> list[dict]:
+    """The peak line and one line per program of one size."""
+    peak = matmul_peak_gflops(peak_repeats)
+    common = dict(
+        backend=jax.default_backend(), device=jax.devices()[0].device_kind,
+        cpu_count=os.cpu_count(),
+    )
+    lines = [dict(bench="roofline", program="matmul_peak", n=PEAK_SIZE, peak_gflops=round(peak, 2),
+                  loadavg_1m=round(os.getloadavg()[0], 2), **common)]
+    run = prepare(size.config(), members)
+    state = run.initial_state()
+    flops = networks.forward_flops(run.net_cfg, run.obs_shape, run.env.num_actions)
+    epochs = run.config.update_epochs
+    programs = {
+        "act": (act_program, flops),
+        "update": (update_program, 3 * flops),
+        "iteration": (iteration_program, (1 + 3 * epochs) * flops),
+    }
+    for name, (make, flops_per_item) in programs.items():
+        t0 = time.perf_counter()
+        call, items = make(run, state)
+        setup = time.perf_counter() - t0
+        first, times = time_calls(call, timing)
+        median = statistics.median(times)
+        gflops = flops_per_item * items / median / 1e9
+        lines.append(dict(
+            bench="roofline", program=name, family=size.family, width=size.width,
+            depth=run.net_cfg.depth, members=members, items_per_call=items,
+            batch=f"{size.num_envs}x{size.rollout_length}", update_epochs=epochs,
+            num_minibatches=size.num_minibatches, updates_per_chunk=size.updates_per_chunk,
+            forward_flops=flops, flops_per_call=flops_per_item * items, backward_factor=2,
+            compile_s=round(setup + first, 2), calls=len(times), median_s=round(median, 6),
+            min_s=round(min(times), 6), gflops=round(gflops, 3), peak_gflops=round(peak, 2),
+            fraction_of_peak=round(gflops / peak, 5),
+            conv_impl=networks.resolve_conv_impl("auto"),
+            loadavg_1m=round(os.getloadavg()[0], 2), **common,
+        ))
+    return lines
+
+
+def source_commit() -> str:
+    """The checkout's short commit hash, "+dirty" with uncommitted changes ("" outside git)."""
+    git = ["git", "-C", str(Path(__file__).parent)]
+    try:
+        rev = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        # appending to a tracked results file does not make the measured code dirty
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--",
+                                ":/", ":(top,exclude)benchmarks/results"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return rev + ("+dirty" if dirty else "")
+
+
+def emit(line: dict, out: str, commit: str) -> None:
+    """Print one JSON line (with the source ``commit``) and append it to ``out`` (unless "-")."""
+    text = json.dumps({**line, "commit": commit})
+    print(text, flush=True)
+    if out != "-":
+        with open(out, "a") as f:
+            f.write(text + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", choices=list(SIZES),
+                        default="quick" if jax.default_backend() == "cpu" else "full")
+    parser.add_argument("--smoke", action="store_true", help="same as --sizes smoke")
+    parser.add_argument("--members", type=int, default=1)
+    parser.add_argument("--min-calls", type=int, default=3)
+    parser.add_argument("--max-calls", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--peak-repeats", type=int, default=7)
+    parser.add_argument("--out", default=str(DEFAULT_OUT),
+                        help="JSON-lines file to append to ('-': print only)")
+    args = parser.parse_args(argv)
+    sizes = SIZES["smoke" if args.smoke else args.sizes]
+    timing = Timing(args.min_calls, args.max_calls, args.seconds)
+    peak_repeats, commit = args.peak_repeats, source_commit()
+    if args.smoke:
+        timing, peak_repeats = Timing(1, 2, 0.0), 2
+    for size in sizes:
+        for line in measure_size(size, args.members, timing, peak_repeats):
+            emit(line, args.out, commit)
+
+
+if __name__ == "__main__":
+    main()
