@@ -15,11 +15,12 @@ Prints one JSON line per result:
 and saves the curves as a plot (--plot). Run: `PYTHONPATH=. python benchmarks/algo_compare.py`
 (SCALELAB_MNIST pointing at mnist.npz); see --help for sizes.
 
-With `--coinrun-specs SPEC...` the CoinRun comparison runs those sweep specs instead (e.g. the
-paper's small-scale setup: `--coinrun-specs sweeps/coinrun_ppg_ewma.toml sweeps/coinrun_ppo.toml
---sweep-out runs/algo_compare`): each is run (or resumed) into SWEEP_OUT/<spec name> by the
-fused sweep runner, and one "algo_compare" line per (spec, model size) is printed with the seeds'
-mean/min/max curves ("wall_seconds": the sweep's wall time in this call, compiles included).
+With `--coinrun-specs SPEC...` the CoinRun comparison runs those sweep specs (files or shipped
+specs' names) instead (e.g. the paper's small-scale setup: `--coinrun-specs coinrun_ppg_ewma
+coinrun_ppo --sweep-out runs/algo_compare`): each is run (or resumed) into SWEEP_OUT/<spec name>
+by the fused sweep runner, and one "algo_compare" line per (spec, model size) is printed with the
+seeds' mean/min/max curves ("wall_seconds": the sweep's wall time in this call, compiles
+included).
 The run directories can then be fitted with `scalelab fit`.
 """
 
@@ -35,7 +36,7 @@ import jax
 import numpy as np
 
 import envs_jax
-from scalelab import TrainConfig, train
+from scalelab import TrainConfig, specs, train
 from scalelab.algos import ppg
 from scalelab.members import (
     MemberHparams,
@@ -64,7 +65,8 @@ def curve_line(env: str, cfg: TrainConfig, seeds: int) -> dict[str, Any]:
 
 
 def sweep_lines(spec_path: str, out_root: str) -> list[dict[str, Any]]:
-    """Run (or resume) the sweep `spec_path` into out_root/<name>; one curve line per size."""
+    """Run (or resume) the sweep `spec_path` (a file or a shipped spec's name) into
+    out_root/<name>; one curve line per size."""
     import time
     from collections import defaultdict
     from pathlib import Path
@@ -72,9 +74,10 @@ def sweep_lines(spec_path: str, out_root: str) -> list[dict[str, Any]]:
     from scalelab.sweep.run import run_sweep
     from scalelab.sweep.spec import load_spec
 
-    spec = load_spec(spec_path)
+    path = specs.resolve(spec_path)
+    spec = load_spec(path)
     t0 = time.perf_counter()
-    rd = run_sweep(spec_path, Path(out_root) / spec.name, progress=False)
+    rd = run_sweep(path, Path(out_root) / spec.name, progress=False)
     wall = time.perf_counter() - t0
     members = {m["member"]: m for m in rd.read_manifest()["members"]}
     curves: dict[float, dict[int, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))

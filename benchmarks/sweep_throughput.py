@@ -24,11 +24,10 @@ import jax
 import numpy as np
 
 from fitting.report import fit_run
+from scalelab import specs
 from scalelab.sweep.plan import Plan, make_plan
 from scalelab.sweep.run import FusedRunner, run_sweep
 from scalelab.sweep.spec import SweepSpec, load_spec
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _emit(**row) -> None:
@@ -112,7 +111,7 @@ def quickstart() -> None:
     """`scalelab quickstart` end to end: sweep + fit, wall time and the fitted exponent."""
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        run_sweep(ROOT / "sweeps" / "quickstart.toml", Path(tmp) / "qs", progress=False)
+        run_sweep(specs.path("quickstart"), Path(tmp) / "qs", progress=False)
         t1 = time.perf_counter()
         report = fit_run(Path(tmp) / "qs", bootstrap=100, make_plots=True)
         t2 = time.perf_counter()
@@ -127,13 +126,14 @@ def quickstart() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--spec", default=str(ROOT / "sweeps" / "quickstart.toml"))
+    parser.add_argument("--spec", default="quickstart",
+                        help="a spec file or a shipped spec's name (scalelab.specs)")
     parser.add_argument("--chunks", type=int, default=3, help="timed chunks after the first")
     parser.add_argument("--skip", default="", help="comma-separated: fused,padding,memory,"
                                                    "quickstart")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    spec = load_spec(args.spec)
+    spec = load_spec(specs.resolve(args.spec))
     if "fused" not in skip:
         fused_vs_sequential(spec, args.chunks)
     if "padding" not in skip:

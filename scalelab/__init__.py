@@ -2,7 +2,7 @@
 
 One member's path, each module left for good once read:
 
-  sweeps/*.toml, or a TrainConfig   what to run (`scalelab.config`: every setting, validated)
+  a spec (TOML), or a TrainConfig   what to run (shipped specs: `scalelab.specs`; `scalelab.config`)
   scalelab.sweep.spec               the spec parsed and checked (`spec_for_config` for train)
   scalelab.sweep.plan               members, groups (zero-padded widths), chunks, memory
   scalelab.sweep.run                the one driver: init, fused jitted chunks, faults, resume

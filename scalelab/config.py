@@ -128,12 +128,24 @@ def _decoupled(algorithm: Algorithm, objective: str) -> bool:
 _PPG = 'algo = "ppg" or "ppg_ewma"'
 
 
+# images with both sides at most this many cells are grids for "small_cnn" (MinAtar: 10x10xC)
+SMALL_GRID = 16
+
+
 def default_family(obs_shape: tuple[int, ...]) -> str:
-    """The network family of `network=None`: "mlp" for vector observations, "mnist_cnn" for
-    28x28x1 images, "impala" for other images."""
-    if len(obs_shape) == 1:
+    """The network family of `network=None`, by observation shape (H, W, C for images):
+
+    - not an image (vectors, any shape but H x W x C) -> "mlp" (observations flattened);
+    - H, W <= SMALL_GRID (16), e.g. MinAtar's 10x10xC grids -> "small_cnn";
+    - 28x28x1 (MNIST) -> "mnist_cnn";
+    - any other image, e.g. 64x64x3 pixels (Procgen) -> "impala".
+    """
+    shape = tuple(obs_shape)
+    if len(shape) != 3:
         return "mlp"
-    return "mnist_cnn" if tuple(obs_shape) == (28, 28, 1) else "impala"
+    if max(shape[:2]) <= SMALL_GRID:
+        return "small_cnn"
+    return "mnist_cnn" if shape == (28, 28, 1) else "impala"
 
 
 @dataclass(frozen=True)
@@ -143,10 +155,11 @@ class TrainConfig:
     Sizes: `num_envs` parallel environments per member, `rollout_length` steps each per update
     (batch = num_envs * rollout_length interactions), `total_interactions` env steps per member
     (rounded down to whole updates), `updates_per_chunk` updates per compiled device call (one
-    logged point per chunk). `network` None picks by observation: "mlp" for vectors,
-    "mnist_cnn" for 28x28x1 images, "impala" otherwise. `anneal_lr` decays the step size linearly
-    from lr to lr/num_updates (off by default: a curve read at every E should not depend on the
-    final budget). `level_seed` keys the shared level-pool refresh of envs that have one.
+    logged point per chunk). `network` None picks by observation (`default_family`): "mlp" for
+    vectors, "small_cnn" for grids up to 16x16, "mnist_cnn" for 28x28x1, "impala" otherwise.
+    `anneal_lr` decays the step size linearly from lr to lr/num_updates (off by default: a curve
+    read at every E should not depend on the final budget). `level_seed` keys the shared level-pool
+    refresh of envs that have one.
 
     Algorithm (`scalelab.algos.decoupled`): `algo` "ppo" | "ppo_ewma" | "ppg" | "ppg_ewma" and
     `objective` "clip" (clip_eps) | "kl" (fixed penalty kl_coef · KL(π_prox‖π)). The -EWMA

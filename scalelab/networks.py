@@ -1,4 +1,5 @@
-"""Actor-critic networks (MNIST CNN, MLP, IMPALA CNN) with exact size/FLOP counts and zero-padding.
+"""Actor-critic networks (MNIST CNN, MLP, IMPALA CNN, small-grid CNN) with exact size/FLOP counts
+and zero-padding.
 
 Every network has two separate towers: a policy tower (encoder, then a linear head giving one logit
 per action) and a value tower (its own encoder, then a linear head giving one scalar). A `width`
@@ -18,6 +19,11 @@ Families (``NetworkConfig.family``):
   (16, 32, 32) x width, each a 3x3 SAME conv, a 3x3 stride-2 SAME max-pool and ``depth`` residual
   blocks (default 2) ``x + conv(act(conv(act(x))))``; then act, dense 256 x width, act. The width
   multiplier scales the dense layer too, so parameters grow about as width^2.
+- ``"small_cnn"`` — for small grids such as MinAtar's 10x10xC: ``depth`` 3x3 SAME convolutions
+  (default 1) of 16 x width channels, then dense 128 x width, activation (relu) after each, no
+  pooling. MinAtar's baseline network (Young & Tian, 2019) is one 3x3 stride-1 conv with 16
+  channels and a 128-unit hidden layer; its conv is unpadded (VALID), ours is SAME so that every
+  grid (down to 1x1) and every depth keep their size. Parameters grow about as width^2.
 
 Zero-padding: the dense layer that follows a conv trunk contracts the (H, W, C) axes with a kernel
 of shape (H, W, C, out) instead of flattening, so a narrower member's parameters embed into a
@@ -62,7 +68,7 @@ from jax import lax
 from scalelab.conv_tap_grad import conv_tap_grad
 from scalelab.maxpool import max_pool as dense_grad_max_pool
 
-FAMILIES = ("mnist_cnn", "mlp", "impala")
+FAMILIES = ("mnist_cnn", "mlp", "impala", "small_cnn")
 CONV_IMPLS = ("auto", "lax", "taps")
 # "taps" computes a convolution as per-tap products only up to this C_in * C_out (module docstring)
 TAPS_MAX_CHANNELS = 4
@@ -74,12 +80,13 @@ def computed_as_taps(c_in: int, c_out: int) -> bool:
     channels; wider layers stay library convolutions)."""
     return c_in * c_out <= TAPS_MAX_CHANNELS
 
-_DEFAULT_DEPTH: dict[str, int | None] = {"mnist_cnn": None, "mlp": 2, "impala": 2}
-_DEFAULT_ACTIVATION = {"mnist_cnn": "relu", "mlp": "tanh", "impala": "relu"}
+_DEFAULT_DEPTH: dict[str, int | None] = {"mnist_cnn": None, "mlp": 2, "impala": 2, "small_cnn": 1}
+_DEFAULT_ACTIVATION = {"mnist_cnn": "relu", "mlp": "tanh", "impala": "relu", "small_cnn": "relu"}
 
 _MNIST_BASE = (32, 64, 1000)  # conv1 channels, conv2 channels, dense units at width 1
 _MLP_BASE = 64
 _IMPALA_BASE = (16, 32, 32, 256)  # stack channels, dense units at width 1
+_SMALL_CNN_BASE = (16, 128)  # channels of every conv, dense units at width 1
 
 # Orthogonal init scales (PPO practice): hidden layers sqrt(2), policy head 0.01, value head 1.
 _HIDDEN_SCALE = math.sqrt(2.0)
@@ -94,10 +101,10 @@ class NetworkConfig:
     """Which actor-critic network to build; ``None`` fields resolve to the family's default.
 
     Attributes:
-      family: "mnist_cnn" | "mlp" | "impala".
+      family: "mnist_cnn" | "mlp" | "impala" | "small_cnn".
       width: multiplier (> 0) on the units of every hidden layer.
       depth: mlp: hidden layers (default 2); impala: residual blocks per stack (default 2);
-        mnist_cnn: must be None.
+        small_cnn: conv layers (default 1); mnist_cnn: must be None.
       activation: "relu" | "tanh" (default tanh for mlp, relu for the CNNs).
       aux_value_head: add PPG's auxiliary value head (a linear head on the policy tower's
         features, gain 1, zero bias), read with ``apply(params, obs, return_aux=True)``.
@@ -155,6 +162,9 @@ def _base_sizes(cfg: NetworkConfig) -> tuple[int, ...]:
         return _MNIST_BASE
     if cfg.family == "mlp":
         return (_MLP_BASE,) * cfg.depth
+    if cfg.family == "small_cnn":
+        channels, units = _SMALL_CNN_BASE
+        return (channels,) * cfg.depth + (units,)
     return _IMPALA_BASE
 
 
@@ -318,6 +328,10 @@ class Encoder(nn.Module):
             x = pool(x, (2, 2), (2, 2), "VALID")
             x = act(conv(c2, 3, "VALID", "conv_1")(x))
             x = pool(x, (2, 2), (2, 2), "VALID")
+        elif cfg.family == "small_cnn":
+            *channels, units = sizes
+            for i, c in enumerate(channels):
+                x = act(conv(c, 3, "SAME", f"conv_{i}")(x))
         else:
             *channels, units = sizes
             for s, c in enumerate(channels):
@@ -449,6 +463,12 @@ def encoder_layers(cfg: NetworkConfig, obs_shape: Sequence[int]) -> tuple[Layer,
             h, w = h - k + 1, w - k + 1
             out.append(Layer(f"conv_{i}", "conv", k, c, c_out, h * w, h * w * k * k, True))
             h, w, c = h // 2, w // 2, c_out
+    elif cfg.family == "small_cnn":
+        *channels, units = sizes
+        taps = _same_taps(h, 3) * _same_taps(w, 3)
+        for i, c_out in enumerate(channels):
+            out.append(Layer(f"conv_{i}", "conv", 3, c, c_out, h * w, taps))
+            c = c_out
     else:
         *channels, units = sizes
         for s, c_out in enumerate(channels):

@@ -26,13 +26,22 @@ def interactions_to_reach(result: RunResult, target: float) -> int | None:
     return int(result.interactions[hits[0]]) if hits.size else None
 
 
+def network_label(result: RunResult) -> str:
+    """The network family, saying when it was chosen by observation shape (`network=None`)."""
+    if result.config.network is not None:
+        return result.network
+    shape = "x".join(str(d) for d in result.obs_shape)
+    return f"{result.network} (default for observation shape {shape})"
+
+
 def summary(result: RunResult, target: float | None = None) -> str:
-    """One line: env, network size, final seed-mean score ± std, speed (and time to target)."""
+    """One line: env, network (and whether it was the default), size, final seed-mean score ± std,
+    speed (and time to target)."""
     c = result.config
     final = np.asarray(result.score, np.float64)[:, -1]
     total = int(result.interactions[-1]) * len(result.seeds)
     line = (
-        f"{c.env} {result.network} width={c.width:g}: N={result.params:,} params, "
+        f"{c.env} {network_label(result)} width={c.width:g}: N={result.params:,} params, "
         f"{result.flops_per_interaction:,} FLOPs/obs | final {result.score_kind} "
         f"{np.nanmean(final):.4g} ± {np.nanstd(final):.2g} over {len(result.seeds)} seed(s) at "
         f"{int(result.interactions[-1]):,} interactions | compile {result.compile_seconds:.1f}s, "

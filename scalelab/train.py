@@ -38,7 +38,8 @@ class RunResult:
     interactions (T,) int64: env steps per member at each log point. score (M, T): the env's
     score over the chunk that ends there (`score_kind` "reward_per_step": mean reward per step,
     i.e. training accuracy on MNIST-v0; "episode_return": mean return of the episodes that ended
-    in the chunk, NaN if none did). network: the resolved network family. params: its parameter
+    in the chunk, NaN if none did). network: the resolved network family (config.network, or
+    `scalelab.config.default_family` of obs_shape, one observation's shape). params: its parameter
     count N; flops_per_interaction: its forward FLOPs per observation (policy + value). metrics:
     name -> (M, T) float64, the metrics.csv columns (window means of the update diagnostics;
     "lr_used" is the step size used). valid (M, T): False from a member's non-finite fault on.
@@ -52,6 +53,7 @@ class RunResult:
     score: np.ndarray
     score_kind: str
     network: str
+    obs_shape: tuple[int, ...]
     params: int
     flops_per_interaction: int
     metrics: dict[str, np.ndarray]
@@ -87,6 +89,7 @@ class RunResult:
             score=grid("score"),
             score_kind=runner.score_kind,
             network=plan.family,
+            obs_shape=plan.obs_shape,
             params=member.params,
             flops_per_interaction=member.flops_per_interaction,
             metrics={k: grid(k) for k in names},

@@ -1,16 +1,15 @@
 """MNIST data problems as a sweep user meets them: `scalelab sweep plan` on the quickstart spec."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from envs_jax.data import ALLOW_CUSTOM_ENV, CustomMnistWarning
+from scalelab import specs
 from scalelab.cli import main
 from scalelab.sweep.plan import make_plan
 from scalelab.sweep.spec import parse_spec
 
-QUICKSTART = Path(__file__).resolve().parents[1] / "sweeps" / "quickstart.toml"
+QUICKSTART = specs.path("quickstart")
 
 
 @pytest.fixture

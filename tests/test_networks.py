@@ -24,6 +24,7 @@ from scalelab.networks import (
 
 MNIST = (28, 28, 1)
 PROCGEN = (64, 64, 3)
+MINATAR = (10, 10, 4)
 
 
 def _pytree_size(tree) -> int:
@@ -43,6 +44,7 @@ def test_config_resolves_family_defaults():
     assert NetworkConfig("impala").activation == "relu"
     assert NetworkConfig("mnist_cnn", width=2).width == 2.0
     assert NetworkConfig("mnist_cnn").depth is None
+    assert NetworkConfig("small_cnn") == NetworkConfig("small_cnn", 1.0, 1, "relu")
 
 
 @pytest.mark.parametrize(
@@ -89,6 +91,10 @@ COUNT_CASES = (
         (NetworkConfig("impala", 0.3, 3), (13, 11, 2), 5),
         (NetworkConfig("impala", 2.0, 4), PROCGEN, 15),
         (NetworkConfig("impala", 0.5, 1), (1, 1, 1), 3),
+        (NetworkConfig("small_cnn", 1.0), MINATAR, 3),
+        (NetworkConfig("small_cnn", 0.3, 2), (7, 5, 2), 4),
+        (NetworkConfig("small_cnn", 2.5, 3, "tanh"), (16, 12, 6), 18),
+        (NetworkConfig("small_cnn", 0.5), (1, 1, 1), 3),
     ]
 )
 
@@ -108,7 +114,18 @@ def test_mnist_cnn_count_by_hand():
     assert n == 2 * tower + _head_params(500, 10)
 
 
-@pytest.mark.parametrize("family, shape", [("mnist_cnn", MNIST), ("impala", PROCGEN)])
+def test_small_cnn_count_by_hand():
+    # MinAtar Breakout: 10x10x4, 3 actions; 3x3 SAME conv to 16 channels, dense 128
+    tower = (9 * 4 * 16 + 16) + (10 * 10 * 16 * 128 + 128)
+    assert param_count(NetworkConfig("small_cnn"), MINATAR, 3) == 2 * tower + _head_params(128, 3)
+    # depth 2, width 0.5: two convs of 8 channels, dense 64
+    tower = (9 * 4 * 8 + 8) + (9 * 8 * 8 + 8) + (10 * 10 * 8 * 64 + 64)
+    n = param_count(NetworkConfig("small_cnn", 0.5, 2), MINATAR, 3)
+    assert n == 2 * tower + _head_params(64, 3)
+
+
+@pytest.mark.parametrize("family, shape",
+                         [("mnist_cnn", MNIST), ("impala", PROCGEN), ("small_cnn", MINATAR)])
 def test_cnn_params_grow_as_width_squared(family, shape):
     n1 = param_count(NetworkConfig(family, 1.0), shape, 10)
     for width in (0.25, 2.0, 4.0):
@@ -155,6 +172,11 @@ def _xla_extra_flops(cfg: NetworkConfig, shape, actions) -> int:
         for _ in range(cfg.depth):
             tower += units(64) * (1 + relu)
         last = units(64)
+    elif cfg.family == "small_cnn":
+        h, wd, _ = shape
+        tower += cfg.depth * h * wd * units(16) * (1 + relu)  # bias, act per conv
+        last = units(128)
+        tower += last * (1 + relu)
     elif cfg.family == "mnist_cnn":
         h, wd, _ = shape
         for k, base in ((5, 32), (3, 64)):
@@ -187,6 +209,9 @@ FLOP_CASES = [
     (NetworkConfig("impala", 0.25, 1), (16, 16, 3), 15),
     (NetworkConfig("impala", 0.125, 2), (13, 9, 3), 4),
     (NetworkConfig("impala", 0.1, 1, "tanh"), (7, 7, 1), 3),
+    (NetworkConfig("small_cnn", 1.0), MINATAR, 3),
+    (NetworkConfig("small_cnn", 0.25, 2), (7, 5, 2), 6),
+    (NetworkConfig("small_cnn", 0.5, 1, "tanh"), (3, 1, 2), 4),
 ]
 
 
@@ -217,6 +242,11 @@ def test_forward_flops_by_hand():
     cfg = NetworkConfig("impala", 1.0, 1)
     macs = (3 * 16 + 2 * 16 * 16) + (16 * 32 + 2 * 32 * 32) + (32 * 32 + 2 * 32 * 32) + 32 * 256
     assert forward_flops(cfg, (1, 1, 3), 7) == 2 * (2 * macs + 256 * 8)
+    # small_cnn on MinAtar's 10x10 grid: a 3x3 SAME conv has 8x8 interior positions with 9 taps,
+    # 4*8 edge positions with 6 and 4 corners with 4 (the rest fall on the zero padding)
+    taps = 64 * 9 + 32 * 6 + 4 * 4
+    macs = taps * 4 * 16 + 10 * 10 * 16 * 128
+    assert forward_flops(NetworkConfig("small_cnn"), MINATAR, 3) == 2 * (2 * macs + 128 * 4)
 
 
 # --------------------------------------------------------------------------- grouping
@@ -251,6 +281,7 @@ MEMBER_CASES = [
     (NetworkConfig("mnist_cnn", 0.05), 0.1, (20, 20, 1), 10),
     (NetworkConfig("mlp", 0.3, 3), 1.0, (4,), 2),
     (NetworkConfig("impala", 0.125, 1), 0.25, (7, 6, 3), 15),
+    (NetworkConfig("small_cnn", 0.125), 0.25, (5, 4, 3), 3),
 ]
 
 
@@ -368,13 +399,17 @@ def test_padded_member_matches_lone_twin(member):
 # --------------------------------------------------------------------------- ratio -> width
 
 RATIOS = [2.0**k for k in range(-6, 4)]
-RATIO_SETUPS = [("mnist_cnn", MNIST, 10, None), ("mlp", (4,), 2, None), ("impala", PROCGEN, 15, 2)]
+RATIO_SETUPS = [("mnist_cnn", MNIST, 10, None), ("mlp", (4,), 2, None), ("impala", PROCGEN, 15, 2),
+                ("small_cnn", MINATAR, 3, 1)]
+# the ratio from which width_for_param_ratio lands within 2.5% (coarser below: few units)
+FINE_FROM_RATIO = {"mnist_cnn": 1 / 16, "impala": 1 / 16, "small_cnn": 1 / 4}
 
 
 @pytest.mark.parametrize("family, shape, actions, depth", RATIO_SETUPS)
 def test_width_for_param_ratio_is_closest(family, shape, actions, depth):
     """Within 12% of ratio x N(1) for every ratio in 1/64..8 (units are integers, so tiny widths
-    are coarse: the mlp at 1/64 has 5-unit layers), within 2.5% from ratio 1/16 on for the CNNs,
+    are coarse: the mlp at 1/64 has 5-unit layers), within 2.5% from ratio 1/16 on for the MNIST
+    and IMPALA CNNs and from 1/4 on for small_cnn (16 channels at width 1: 5 or 6 near ratio 1/8),
     and no width on a fine brute-force grid gets closer."""
 
     def count(width):
@@ -389,7 +424,7 @@ def test_width_for_param_ratio_is_closest(family, shape, actions, depth):
         target = ratio * n1
         error = abs(count(width) - target) / target
         assert error <= 0.12
-        if family != "mlp" and ratio >= 1 / 16:
+        if ratio >= FINE_FROM_RATIO.get(family, math.inf):
             assert error <= 0.025
         grid = np.linspace(0.5, 2.0, 400) * math.sqrt(ratio)
         best_grid = min(abs(count(float(g)) - target) for g in grid)
@@ -407,6 +442,7 @@ def test_width_for_param_ratio_rejects_bad_ratio():
     (networks.NetworkConfig("mnist_cnn", width=0.25), (28, 28, 1)),
     (networks.NetworkConfig("impala", width=0.125, depth=2), (64, 64, 3)),
     (networks.NetworkConfig("mlp", width=0.5, depth=3), (4,)),
+    (networks.NetworkConfig("small_cnn", width=0.5, depth=2), MINATAR),
 ])
 def test_the_flax_module_has_exactly_the_described_layers(cfg, obs):
     """The layer description (counts, memory model, labels) and the module cannot drift apart:

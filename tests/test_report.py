@@ -1,5 +1,7 @@
 """Host-side reductions of chunk metrics and the curve output helpers, on synthetic numbers."""
 
+import dataclasses
+
 import numpy as np
 
 from scalelab import report
@@ -32,7 +34,7 @@ def fake_result(score):
     return RunResult(
         config=TrainConfig(env="CartPole-v1"), seeds=tuple(range(score.shape[0])),
         interactions=np.arange(1, t + 1) * 100, score=score, score_kind="episode_return",
-        network="mlp", params=123, flops_per_interaction=456,
+        network="mlp", obs_shape=(4,), params=123, flops_per_interaction=456,
         metrics={"entropy": np.ones_like(score)}, valid=np.ones(score.shape, bool),
         final_params=None, compile_seconds=1.0,
         train_seconds=2.0)
@@ -44,6 +46,13 @@ def test_mean_curve_skips_nan_and_finds_first_crossing():
     assert report.interactions_to_reach(r, 4.5) == 300
     assert report.interactions_to_reach(r, 9.0) is None
     assert "never" in report.summary(r, target=9.0)
+
+
+def test_summary_says_when_the_network_was_chosen_by_observation_shape():
+    r = fake_result([[1.0, 2.0]])
+    assert "CartPole-v1 mlp (default for observation shape 4) width=1" in report.summary(r)
+    chosen = dataclasses.replace(r, config=TrainConfig(env="CartPole-v1", network="mlp"))
+    assert "CartPole-v1 mlp width=1" in report.summary(chosen)
 
 
 def test_plot_writes_a_png(tmp_path):

@@ -8,7 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scalelab import specs
 from scalelab.cli import main
+from scalelab.networks import NetworkConfig, param_count
+from scalelab.sweep.plan import make_plan
 from scalelab.sweep.spec import SCHEMA, LrRule, SpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,18 +57,18 @@ def test_lr_rule_is_base_times_width_and_depth_powers():
 
 @pytest.mark.parametrize("name", ["quickstart", "mnist_width", "mnist_horizon"])
 def test_shipped_specs_validate(name):
-    spec = load_spec(ROOT / "sweeps" / f"{name}.toml")
+    spec = load_spec(specs.path(name))
     assert spec.env == "MNIST-v0"
     assert spec.name == name
 
 
 def test_mnist_width_spans_1_64_to_8_times_params_in_factors_of_two():
-    spec = load_spec(ROOT / "sweeps" / "mnist_width.toml")
+    spec = load_spec(specs.path("mnist_width"))
     np.testing.assert_allclose(spec.axes["param_ratio"], 2.0 ** np.arange(-6, 4), rtol=1e-12)
 
 
 def test_mnist_horizon_sweeps_gamma_with_lambda_one():
-    spec = load_spec(ROOT / "sweeps" / "mnist_horizon.toml")
+    spec = load_spec(specs.path("mnist_horizon"))
     assert spec.train["gae_lambda"] == 1.0
     horizons = 1 / (1 - np.array(spec.axes["gamma"]))
     assert len(horizons) >= 4 and np.all(np.diff(horizons) > 0)
@@ -76,6 +79,42 @@ def test_readme_documents_every_schema_key():
     for table, keys in SCHEMA.items():
         for key in keys:
             assert re.search(rf"`{key}`", readme), f"[{table}] {key} undocumented"
+
+
+def test_readme_lists_every_shipped_spec():
+    readme = (ROOT / "sweeps" / "README.md").read_text()
+    assert set(specs.names()) == {"quickstart", "mnist_width", "mnist_horizon",
+                                  "coinrun_ppg_ewma", "coinrun_ppo"}
+    for name in specs.names():
+        assert f"| `{name}` |" in readme, f"shipped spec {name} not in sweeps/README.md"
+
+
+def test_cli_takes_a_shipped_spec_by_name_and_names_them_when_unknown(capsys):
+    assert main(["sweep", "plan", "quickstart"]) == 0
+    assert "sweep 'quickstart'" in capsys.readouterr().out
+    assert main(["sweep", "plan", "quickstrat"]) == 2
+    err = capsys.readouterr().err
+    assert "quickstrat" in err and "mnist_width, quickstart" in err
+
+
+def test_an_existing_file_wins_over_a_shipped_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "quickstart").write_text(GOOD)
+    assert specs.resolve("quickstart") == Path("quickstart")
+    assert specs.resolve("quickstart.toml") == specs.path("quickstart")
+
+
+def test_param_ratio_axis_with_the_default_family():
+    """No [network] family: the family comes from the observations (MinAtar's 10x10x4 grid ->
+    small_cnn) and the parameter ratios are resolved for it."""
+    no_family = _edit('name = "MNIST-v0"\n[network]\nfamily = "mnist_cnn"\n',
+                      'name = "Breakout-MinAtar"\n')
+    text = no_family.split("[axes]")[0] + "[axes]\nparam_ratio = [0.25, 1.0]\n"
+    plan = make_plan(parse_spec(text, "minatar.toml"))
+    assert plan.family == "small_cnn"
+    n1 = param_count(NetworkConfig("small_cnn"), (10, 10, 4), 3)
+    assert plan.members[-1].params == n1
+    assert plan.members[0].params == pytest.approx(n1 / 4, rel=0.025)
 
 
 def _edit(old, new):
@@ -152,8 +191,6 @@ BAD.update({
 
 
 def test_algorithm_axes_reach_the_members():
-    from scalelab.sweep.plan import make_plan
-
     text = _algo('algo = "ppg_ewma"\nobjective = "kl"\nppg_n_pi = 2',
                  "kl_coef = [0.1, 1.0]\newma_decay = 0.5\nbeta_clone = [2.0, 3.0]\n"
                  "imp_samp_max = 50.0")
@@ -201,8 +238,8 @@ def test_cli_writes_nothing_for_a_bad_spec(tmp_path, capsys, case):
 
 
 def test_coinrun_specs_are_the_paper_setup_and_differ_only_in_the_algorithm():
-    ppg = load_spec(ROOT / "sweeps" / "coinrun_ppg_ewma.toml")
-    ppo = load_spec(ROOT / "sweeps" / "coinrun_ppo.toml")
+    ppg = load_spec(specs.path("coinrun_ppg_ewma"))
+    ppo = load_spec(specs.path("coinrun_ppo"))
     assert (ppg.env, ppg.family, ppg.env_kwargs["distribution_mode"]) == (
         "CoinRun-v0", "impala", "easy")
     assert (ppg.train["algo"], ppg.train["objective"]) == ("ppg_ewma", "kl")

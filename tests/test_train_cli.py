@@ -50,6 +50,23 @@ def test_train_writes_a_sweep_run_dir_and_resumes_it(tmp_path, capsys):
     assert (out / "metrics.csv").read_text() == before
 
 
+def test_minatar_grid_defaults_to_small_cnn_and_trains(tmp_path, capsys):
+    """Breakout-MinAtar (gymnax, 10x10x4 grid, 3 actions) without --network gets the small-grid
+    CNN; the summary says so and the manifest records it; a few updates train."""
+    out = tmp_path / "breakout"
+    argv = ["train", "--env", "Breakout-MinAtar", "--interactions", "256", "--num-envs", "4",
+            "--rollout-length", "16", "--num-minibatches", "2", "--update-epochs", "1",
+            "--updates-per-chunk", "2", "--width", "0.25", "--quiet", "--out", str(out)]
+    assert main(argv) == 0
+    assert "small_cnn (default for observation shape 10x10x4)" in capsys.readouterr().out
+    manifest = RunDir(out).read_manifest()
+    assert manifest["complete"] and manifest["family"] == "small_cnn"
+    rows = RunDir(out).read_metrics()
+    assert [int(r["interactions"]) for r in rows] == [128, 256]
+    n = param_count(NetworkConfig("small_cnn", width=0.25), (10, 10, 4), 3)
+    assert {int(r["params"]) for r in rows} == {n}
+
+
 @pytest.mark.parametrize("argv,match", [
     (["--num-envs", "0"], "num_envs"),
     (["--set", "gamma=2"], "gamma"),

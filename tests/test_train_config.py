@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from scalelab.config import PRESETS, TrainConfig
+from scalelab.config import PRESETS, TrainConfig, default_family
 
 
 @pytest.mark.parametrize(
@@ -77,3 +77,14 @@ def test_network_mismatch_fails_before_compiling():
         train(TrainConfig(env="CartPole-v1", network="mnist_cnn"), progress=False)
     with pytest.raises(ValueError, match="depth"):
         train(TrainConfig(env="CartPole-v1", network="mlp", activation="tanh", depth=0))
+
+
+@pytest.mark.parametrize("shape,family", [
+    ((4,), "mlp"), ((5, 3), "mlp"),                      # not an image: flattened
+    ((10, 10, 4), "small_cnn"), ((16, 16, 3), "small_cnn"), ((1, 1, 1), "small_cnn"),
+    ((28, 28, 1), "mnist_cnn"),
+    ((17, 16, 3), "impala"), ((28, 28, 3), "impala"), ((64, 64, 3), "impala"),
+])
+def test_default_family_by_observation_shape(shape, family):
+    """The documented rule for network=None (scalelab.config.default_family)."""
+    assert default_family(shape) == family

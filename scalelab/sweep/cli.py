@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import jax
 
 from fitting.cli import format_report
 from fitting.report import fit_run
+from scalelab import specs
 from scalelab.sweep.plan import make_plan
 from scalelab.sweep.run import run_sweep
 from scalelab.sweep.spec import SpecError, load_spec
@@ -18,13 +18,11 @@ from scalelab.tensorboard import TensorBoardMissing, export_run
 
 __all__ = ["add_export_parser", "add_quickstart_parser", "add_sweep_parser"]
 
-QUICKSTART_SPEC = Path(__file__).resolve().parents[2] / "sweeps" / "quickstart.toml"
-
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     try:
-        plan = make_plan(load_spec(args.spec))
-    except SpecError as exc:
+        plan = make_plan(load_spec(specs.resolve(args.spec)))
+    except (SpecError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(plan.describe())
@@ -45,9 +43,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                    num_processes=args.num_processes,
                                    process_id=args.process_id)
     try:
-        run_sweep(args.spec, args.out, resume=args.resume, max_chunks=args.max_chunks,
+        spec = None if args.spec is None else specs.resolve(args.spec)
+        run_sweep(spec, args.out, resume=args.resume, max_chunks=args.max_chunks,
                   progress=not args.quiet, tensorboard=args.tensorboard)
-    except (SpecError, TensorBoardMissing) as exc:
+    except (SpecError, TensorBoardMissing, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -58,14 +57,16 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="plan or run a sweep spec (see sweeps/README.md)")
     ss = p.add_subparsers(dest="sweep_command", required=True)
     pp = ss.add_parser("plan", help="print members, groups, padding overhead and memory")
-    pp.add_argument("spec", help="path to a sweep spec (TOML)")
+    pp.add_argument("spec", help="path to a sweep spec (TOML), or a shipped spec's name "
+                    f"({', '.join(specs.names())})")
     pp.add_argument("--compile", action="store_true",
                     help="also print XLA's exact memory per member of each group (compiles "
                          "each group's chunk program twice on abstract shapes)")
     pp.set_defaults(func=_cmd_plan)
     pr = ss.add_parser("run", help="train every member of a spec; re-run to resume")
     pr.add_argument("spec", nargs="?", default=None,
-                    help="path to a sweep spec (TOML); optional with --resume")
+                    help="path to a sweep spec (TOML) or a shipped spec's name; optional "
+                         "with --resume")
     pr.add_argument("--out", required=True, help="run directory")
     pr.add_argument("--resume", action="store_true",
                     help="continue the sweep in --out from its last good checkpoint "
@@ -86,11 +87,11 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
-    if not QUICKSTART_SPEC.is_file():
-        print(f"error: {QUICKSTART_SPEC} not found; run from a checkout installed with "
-              f"`pip install -e .`", file=sys.stderr)
-        return 2
-    run_sweep(QUICKSTART_SPEC, args.out, progress=not args.quiet)
+    spec = specs.path("quickstart")
+    if args.dry_run:
+        print(f"spec: {spec}")
+        return _cmd_plan(argparse.Namespace(spec=spec, compile=False))
+    run_sweep(spec, args.out, progress=not args.quiet)
     report = fit_run(args.out, bootstrap=args.bootstrap)
     print(format_report(report))
     for experiment in report.experiments:
@@ -122,9 +123,12 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_quickstart_parser(sub: argparse._SubParsersAction) -> None:
-    """Register `quickstart`: the quickstart sweep (sweeps/quickstart.toml), then its fit."""
+    """Register `quickstart`: the shipped quickstart sweep (scalelab/specs/quickstart.toml), then
+    its fit."""
     p = sub.add_parser("quickstart", help="run the quickstart sweep and fit its scaling law")
     p.add_argument("--out", default="runs/quickstart", help="run directory")
     p.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamples")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the quickstart's plan and spec file, train nothing")
     p.set_defaults(func=_cmd_quickstart)

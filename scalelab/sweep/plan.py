@@ -438,7 +438,7 @@ def make_plan(spec: SweepSpec) -> Plan:
         depth = combo.get("depth")
         ratio = combo.get("param_ratio")
         width = (
-            networks.width_for_param_ratio(spec.family, ratio, obs_shape, num_actions, depth)
+            networks.width_for_param_ratio(family, ratio, obs_shape, num_actions, depth)
             if ratio is not None else combo["width"]
         )
         scale = combo.get("lr_scale", 1.0)

@@ -96,8 +96,8 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "name": _Key("str", None, "a registered env", "environment, e.g. MNIST-v0", True),
     },
     "network": {
-        "family": _Key("str", None, "", "network family: mnist_cnn | mlp | impala (default: "
-                       "by observation shape, see scalelab.config.default_family)"),
+        "family": _Key("str", None, "", "network family: mnist_cnn | mlp | impala | small_cnn "
+                       "(default: by observation shape, see scalelab.config.default_family)"),
         "activation": _Key("str", None, "", "activation override (default: family's)"),
     },
     "budget": {
