@@ -14,13 +14,12 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from gymnax.environments.environment import Environment
 from jax import lax
 
 from scalelab import networks
@@ -31,6 +30,9 @@ from scalelab.algos.gae import gae
 from scalelab.algos.noise_scale import NoiseEstimate, minibatch_noise_estimate
 from scalelab.algos.objectives import OBJECTIVES, PolicyCoefs
 from scalelab.config import TRACED, TrainConfig, default_of
+
+if TYPE_CHECKING:  # gymnax imported at start-up would start XLA before jax.distributed
+    from gymnax.environments.environment import Environment
 
 Params = Any
 

@@ -47,12 +47,11 @@ import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from gymnax.environments.environment import Environment, EnvParams
 
 import envs_jax
 from envs_jax.data import MnistDataError
@@ -62,6 +61,9 @@ from scalelab.algos.ppg import aux_buffer_bytes
 from scalelab.config import TrainConfig, default_family
 from scalelab.members import has_level_pool
 from scalelab.sweep.spec import SpecError, SweepSpec, train_config
+
+if TYPE_CHECKING:  # gymnax imported at start-up would start XLA before jax.distributed
+    from gymnax.environments.environment import Environment, EnvParams
 
 __all__ = [
     "Group", "Member", "Plan", "choose_partition", "interactions_after", "make_plan",
