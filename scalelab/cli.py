@@ -96,6 +96,14 @@ def _one_paragraph(exc: BaseException) -> str:
     return text
 
 
+def _message(exc: BaseException, args: argparse.Namespace) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        given = getattr(args, "spec", None) or getattr(args, "path", None) or "an input file"
+        return (f"{given}: not a UTF-8 text file ({exc.reason} at byte {exc.start}); specs and "
+                f"curves files are text (TOML, CSV or JSON)")
+    return _one_paragraph(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the `scalelab` command `argv` (default: sys.argv[1:]); returns its exit code.
     `--debug` anywhere in argv prints tracebacks of errors."""
@@ -105,12 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except REFUSALS as exc:
-        code, message = 2, f"error: {_one_paragraph(exc)}"
+        error, code, message = exc, 2, f"error: {_message(exc, args)}"
     except Exception as exc:  # noqa: BLE001 -- the exit-code contract: 1 for any failure
-        code, message = 1, (f"error: unexpected {type(exc).__name__}: {_one_paragraph(exc)}"
-                            + ("" if debug else " (run with --debug for the traceback)"))
+        error, code = exc, 1
+        message = (f"error: unexpected {type(exc).__name__}: {_one_paragraph(exc)}"
+                   + ("" if debug else " (run with --debug for the traceback)"))
     if debug:
-        traceback.print_exc()
+        traceback.print_exception(error)
     print(message, file=sys.stderr)
     return code
 

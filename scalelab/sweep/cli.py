@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -44,8 +45,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                    num_processes=args.num_processes,
                                    process_id=args.process_id,
                                    heartbeat_timeout_seconds=args.heartbeat_timeout)
-    run_sweep(args.spec, args.out, resume=args.resume, max_chunks=args.max_chunks,
-              progress=not args.quiet, tensorboard=args.tensorboard, force=args.force)
+    try:
+        run_sweep(args.spec, args.out, resume=args.resume, max_chunks=args.max_chunks,
+                  progress=not args.quiet, tensorboard=args.tensorboard, force=args.force)
+    except jax.errors.JaxRuntimeError as exc:
+        if jax.process_count() == 1:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"error: process {jax.process_index()} of {jax.process_count()}: a collective "
+              f"with the other processes failed ({first}); another process has probably died. "
+              f"Re-run every process with the same command to resume {args.out} from its last "
+              f"checkpoint.", file=sys.stderr, flush=True)
+        # a normal exit would wait in the distributed client's shutdown barrier for the dead
+        # process and then abort (SIGABRT) with a wall of coordination-service logs
+        os._exit(1)
     return 0
 
 
