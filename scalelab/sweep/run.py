@@ -435,6 +435,14 @@ def _to_host(tree: Any) -> Any:
     return jax.tree.map(np.asarray, tree)
 
 
+def _agree(flag: bool) -> bool:
+    """Process 0's `flag` on every process (decisions read from the shared run directory, which
+    process 0 may change at any moment, must be the same everywhere)."""
+    if jax.process_count() == 1:
+        return flag
+    return bool(int(multihost_utils.broadcast_one_to_all(np.int32(flag))))
+
+
 def _windows(n: int, log_interval: int) -> list[tuple[int, int]]:
     """Update ranges [a, b) of a chunk's log points: every log_interval updates, and its end."""
     ends = [*range(log_interval, n, log_interval), n]
@@ -480,6 +488,8 @@ class _Checkpoints:
             problem = ("the run's manifest or metrics journal does not reach this step"
                        if envs is None else
                        checkpoint_problem(self.rd.checkpoint_dir / str(step), self._sums(step)))
+            if not _agree(problem is None):
+                problem = problem or "process 0 found it unusable"
             if problem is None:
                 try:
                     target = self.runner.abstract_state(envs)
@@ -729,8 +739,8 @@ def run_spec(text: str, path: str, out: str | Path, *, max_chunks: int | None = 
         check_memory(plan, devices)
     with _locked(rd):
         _check_reusable(rd, text, path)
-        return _run_locked(rd, plan, devices, max_chunks=max_chunks, progress=progress,
-                           tensorboard=tensorboard)
+        return _run_locked(rd, plan, devices, _agree(rd.exists()), max_chunks=max_chunks,
+                           progress=progress, tensorboard=tensorboard)
 
 
 def _resume_state(rd: RunDir, runner: FusedRunner
@@ -756,20 +766,22 @@ def _resume_state(rd: RunDir, runner: FusedRunner
     return state, done, envs[:len(done) + 1]
 
 
-def _run_locked(rd: RunDir, plan: Plan, devices: list[Any], *, max_chunks: int | None,
+def _run_locked(rd: RunDir, plan: Plan, devices: list[Any], existing: bool, *,
+                max_chunks: int | None,
                 progress: bool | Callable[[Progress], None], tensorboard: str | Path | None
                 ) -> tuple[FusedRunner, SweepState]:
     """run_spec's work once the run directory is locked and checked."""
     runner = FusedRunner(plan, devices)
-    state, done, envs = _resume_state(rd, runner) if rd.exists() else (None, [], [])
+    state, done, envs = _resume_state(rd, runner) if existing else (None, [], [])
     if state is None:
         state = runner.init_state()
         if jax.process_index() == 0:
             rd.create(plan.spec.text, plan.to_json(),
                       _manifest(runner, None, [], [state_envs(state)]))
-    elif jax.process_index() == 0:
-        rd.write_manifest(_manifest(runner, _to_host(state.replace(groups=(), env_params=())),
-                                    done, envs))
+    else:
+        flags = _to_host(state.replace(groups=(), env_params=()))  # a collective: every process
+        if jax.process_index() == 0:
+            rd.write_manifest(_manifest(runner, flags, done, envs))
     board = None
     if tensorboard is not None and jax.process_index() == 0:
         spent = sum(e * n for e, n in done) * plan.rollout_length
