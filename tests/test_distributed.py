@@ -3,7 +3,8 @@ collectives, localhost coordinator): results equal the single-process run's, pro
 the one set of files, and a killed process makes the other exit with a message (not hang), after
 which re-running both resumes and finishes with the uninterrupted 2-process results.
 
-Slow (each 2-process run compiles twice, once per process): marked slow.
+The 2-process runs are slow (each process compiles; minutes on 2 shared cores): marked slow. The
+survivor's handling of a failed collective is also checked fast, on a simulated failure.
 """
 
 import csv
@@ -15,8 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import pytest
 
+from scalelab.cli import main
 from scalelab.sweep.run import run_sweep
 from scalelab.sweep.rundir import RunDir
 
@@ -105,3 +108,24 @@ def test_two_process_sweep_equals_one_process_and_survives_a_killed_process(tmp_
     for rc, err in _finish(_launch(spec, killed.path)):
         assert rc == 0, err
     assert killed.metrics_file.read_bytes() == both.metrics_file.read_bytes()
+
+
+def test_a_failed_collective_ends_the_process_with_a_message(monkeypatch, capsys):
+    """What the survivor of a killed process does (fast: the failure is simulated)."""
+    from scalelab.sweep import cli as sweep_cli
+
+    def collective_fails(*args, **kwargs):
+        raise jax.errors.JaxRuntimeError("UNKNOWN: Gloo AllGather failed: Connection reset")
+
+    def exit_now(code):
+        raise SystemExit(code)
+
+    monkeypatch.setattr(sweep_cli, "run_sweep", collective_fails)
+    monkeypatch.setattr(sweep_cli.jax, "process_count", lambda: 2)
+    monkeypatch.setattr(sweep_cli.os, "_exit", exit_now)
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", "run", "spec.toml", "--out", "DIR", "--quiet"])
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: process 0 of 2: a collective with the other processes failed")
+    assert "Gloo AllGather failed" in err and "resume DIR" in err
