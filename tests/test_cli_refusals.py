@@ -93,3 +93,15 @@ def test_an_unexpected_failure_exits_1_with_a_short_message(monkeypatch, capsys)
     err = capsys.readouterr().err
     assert err == ("error: unexpected RuntimeError: disk on fire (run with --debug for the "
                    "traceback)\n")
+
+
+def test_a_huge_message_is_cut_to_one_short_paragraph(monkeypatch, capsys):
+    def refuse(args):
+        raise ValueError("seed values:\n" + "1, " * 300_000)
+
+    parser = cli.build_parser()
+    parser._subparsers._group_actions[0].choices["envs"].set_defaults(func=refuse)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert main(["envs"]) == 2
+    err = capsys.readouterr().err
+    assert len(err) < 2100 and err.count("\n") == 1 and "more characters)" in err
