@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
+
 from scalelab.sweep.plan import Plan
 
 __all__ = ["MemoryRefused", "check_memory", "device_capacity"]
@@ -50,9 +52,11 @@ def _gib(n: float) -> str:
 
 def check_memory(plan: Plan, devices: Sequence[Any]) -> None:
     """Raise `MemoryRefused` (with the numbers and what to change) if the plan's estimate
-    exceeds what `devices` hold."""
-    need = sum(g.memory_bytes for g in plan.groups)
-    have, what = device_capacity(devices)
+    exceeds what `devices` hold. With several processes each checks its own devices against
+    their share of the estimate (members are spread evenly over all devices)."""
+    local = [d for d in devices if d.process_index == jax.process_index()]
+    need = sum(g.memory_bytes for g in plan.groups) * len(local) / len(devices)
+    have, what = device_capacity(local)
     if need <= have:
         return
     biggest = max(plan.groups, key=lambda g: g.memory_bytes)
