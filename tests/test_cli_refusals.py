@@ -75,10 +75,11 @@ def test_refused_input_exits_2_with_one_paragraph_and_no_traceback(case, tmp_pat
 
 
 def test_debug_shows_the_traceback(tmp_path, capsys):
-    assert main(["--debug", "fit", str(tmp_path / "none.csv")]) == 2
+    argv = ["sweep", "run", str(tmp_path / "none.toml"), "--out", str(tmp_path / "o")]
+    assert main(["--debug", *argv]) == 2
     err = capsys.readouterr().err
-    assert "Traceback" in err and "FileNotFoundError" in err
-    assert main(["fit", str(tmp_path / "none.csv"), "--debug"]) == 2
+    assert "Traceback" in err and "SpecError" in err and "none.toml" in err
+    assert main([*argv, "--debug"]) == 2
     assert "Traceback" in capsys.readouterr().err
 
 
