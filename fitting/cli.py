@@ -116,6 +116,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except UnicodeDecodeError:
+        print(f"error: {args.path}: not a text file (expected a run directory or a CSV/JSON of "
+              f"learning curves)", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"error: could not write the results: {exc}", file=sys.stderr)
         return 1

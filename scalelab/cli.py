@@ -1,17 +1,36 @@
-"""The `scalelab` command line: one subcommand per module, dispatched here."""
+"""The `scalelab` command line: one subcommand per module, dispatched here.
+
+Exit codes: 0 success (an unconverged fit is a result), 2 bad input or a refused state (one
+paragraph on stderr saying which, no traceback), 1 anything else that failed (a short message;
+`--debug` prints the traceback of either).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 
+from envs_jax.data import MnistDataError
 from fitting.cli import add_fit_parser
 from scalelab import train_cli
+from scalelab.sweep.capacity import MemoryRefused
 from scalelab.sweep.cli import (
     add_export_parser,
     add_quickstart_parser,
     add_sweep_parser,
 )
+from scalelab.sweep.integrity import IntegrityError
+from scalelab.sweep.lock import RunLockedError
+from scalelab.sweep.spec import SpecError
+from scalelab.tensorboard import TensorBoardMissing
+
+# Refusals of bad input or of a run directory's state: exit code 2. ValueError covers the
+# configs' validation and UnicodeDecodeError (a binary or non-UTF-8 input file).
+REFUSALS = (SpecError, MnistDataError, ValueError, TypeError, FileNotFoundError,
+            NotADirectoryError, IsADirectoryError, RunLockedError, IntegrityError, MemoryRefused,
+            TensorBoardMissing)
+_MAX_MESSAGE = 2000
 
 
 def _cmd_envs(args: argparse.Namespace) -> int:
@@ -52,7 +71,10 @@ def _add_envs_show(envs_parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scalelab", description=__doc__)
+    parser = argparse.ArgumentParser(prog="scalelab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an error (also accepted after the command)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("envs", help="list the registered environments")
     p.set_defaults(func=_cmd_envs)
@@ -65,9 +87,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_paragraph(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if len(text) > _MAX_MESSAGE:
+        text = f"{text[:_MAX_MESSAGE]} ... ({len(text) - _MAX_MESSAGE} more characters)"
+    return text
+
+
+def _message(exc: BaseException, args: argparse.Namespace) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        given = getattr(args, "spec", None) or getattr(args, "path", None) or "an input file"
+        return (f"{given}: not a UTF-8 text file ({exc.reason} at byte {exc.start}); specs and "
+                f"curves files are text (TOML, CSV or JSON)")
+    return _one_paragraph(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    """Run the `scalelab` command `argv` (default: sys.argv[1:]); returns its exit code.
+    `--debug` anywhere in argv prints tracebacks of errors."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    try:
+        return int(args.func(args) or 0)
+    except REFUSALS as exc:
+        error, code, message = exc, 2, f"error: {_message(exc, args)}"
+    except Exception as exc:  # noqa: BLE001 -- the exit-code contract: 1 for any failure
+        error, code = exc, 1
+        message = (f"error: unexpected {type(exc).__name__}: {_one_paragraph(exc)}"
+                   + ("" if debug else " (run with --debug for the traceback)"))
+    if debug:
+        traceback.print_exception(error)
+    print(message, file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import numpy as np
 
 from scalelab.config import TrainConfig
 from scalelab.members import Params
+from scalelab.sweep.capacity import check_memory
 from scalelab.sweep.plan import make_plan
 from scalelab.sweep.run import FusedRunner, Progress, execute, run_spec
 from scalelab.sweep.rundir import RunDir
@@ -103,8 +104,8 @@ class RunResult:
 
 def train(config: TrainConfig, num_seeds: int = 1, *, out: str | Path | None = None,
           progress: bool | Callable[[Progress], None] = False,
-          devices: Sequence[Any] | None = None, tensorboard: str | Path | None = None
-          ) -> RunResult:
+          devices: Sequence[Any] | None = None, tensorboard: str | Path | None = None,
+          force: bool = False) -> RunResult:
     """Train seeds config.seed .. config.seed+num_seeds-1 of `config` together, vmapped.
 
     Validates everything before compiling, then runs the one-group sweep of `config` (one log
@@ -112,7 +113,9 @@ def train(config: TrainConfig, num_seeds: int = 1, *, out: str | Path | None = N
     shorter last chunk if needed). `out`: a run directory to write (as `scalelab sweep run`
     does); an existing one with the same config resumes, another config there is an error.
     `progress`: False, True (a bar on stderr) or a function of `scalelab.sweep.run.Progress`.
-    `tensorboard`: a log directory for one event stream per seed (needs `out`).
+    `tensorboard`: a log directory for one event stream per seed (needs `out`). `force`: run
+    even if the plan's memory estimate exceeds the devices' memory (checked before anything is
+    initialised; `scalelab.sweep.capacity`).
     """
     config.validate()
     if isinstance(num_seeds, bool) or not isinstance(num_seeds, int) or num_seeds < 1:
@@ -123,11 +126,14 @@ def train(config: TrainConfig, num_seeds: int = 1, *, out: str | Path | None = N
                          "metrics rows)")
     t0 = time.perf_counter()
     if out is None:
-        runner = FusedRunner(make_plan(parse_spec(text, "<train>")), devices)
+        plan = make_plan(parse_spec(text, "<train>"))
+        if not force:
+            check_memory(plan, list(jax.devices() if devices is None else devices))
+        runner = FusedRunner(plan, devices)
         state, rows = execute(runner, runner.init_state(), progress=progress)
     else:
         runner, state = run_spec(text, f"{config.env} config", out, progress=progress,
-                                 devices=devices, tensorboard=tensorboard)
+                                 devices=devices, tensorboard=tensorboard, force=force)
         rows = RunDir(out).read_metrics()
     jax.block_until_ready(state)
     seconds = time.perf_counter() - t0

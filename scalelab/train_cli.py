@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="any other TrainConfig field, e.g. --set ent_coef=0.0 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true",
+                   help="run even if the memory estimate exceeds the devices' memory")
     p.add_argument("--tensorboard", metavar="LOGDIR", default=None,
                    help="also write one TensorBoard event stream per seed into LOGDIR "
                         '(pip install "scalelab[tensorboard]")')
@@ -76,7 +78,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         config = TrainConfig.preset(args.env, **_overrides(args))
         result = train(config, num_seeds=args.seeds, out=out, progress=not args.quiet,
-                       tensorboard=args.tensorboard)
+                       tensorboard=args.tensorboard, force=args.force)
     except (TypeError, ValueError, SpecError, TensorBoardMissing) as e:
         print(f"error: scalelab train: {e}", file=sys.stderr)
         return 2

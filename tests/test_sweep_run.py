@@ -202,7 +202,7 @@ def test_sharded_over_two_cpu_devices_equals_one_device(base, tmp_path):
     for key, r in ref.items():
         for k in ("score", "policy_loss", "value_loss", "entropy"):
             a, b = float(got[key][k]), float(r[k])
-            assert a == pytest.approx(b, rel=1e-4, abs=1e-6, nan_ok=True), (key, k)
+            assert a == pytest.approx(b, rel=2e-5, abs=1e-6, nan_ok=True), (key, k)
 
 
 def test_kill_and_resume_with_a_corrupt_checkpoint_equals_uninterrupted(base, tmp_path):

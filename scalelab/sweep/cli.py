@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import jax
@@ -12,19 +13,15 @@ from fitting.report import fit_run
 from scalelab import specs
 from scalelab.sweep.plan import make_plan
 from scalelab.sweep.run import run_sweep
-from scalelab.sweep.spec import SpecError, load_spec
+from scalelab.sweep.spec import load_spec
 from scalelab.sweep.xla_memory import xla_member_bytes
-from scalelab.tensorboard import TensorBoardMissing, export_run
+from scalelab.tensorboard import export_run
 
 __all__ = ["add_export_parser", "add_quickstart_parser", "add_sweep_parser"]
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    try:
-        plan = make_plan(load_spec(specs.resolve(args.spec)))
-    except (SpecError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    plan = make_plan(load_spec(specs.resolve(args.spec)))
     print(plan.describe())
     if args.compile:
         print(f"XLA's accounting ({jax.devices()[0].platform}; two compiles per group):")
@@ -38,17 +35,28 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.distributed:
+        # CPU processes need a collectives backend to talk to each other (GPUs use NCCL)
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         # None lets JAX detect the cluster (SLURM, Open MPI, ...); JAX_COORDINATOR_ADDRESS too
         jax.distributed.initialize(coordinator_address=args.coordinator,
                                    num_processes=args.num_processes,
-                                   process_id=args.process_id)
+                                   process_id=args.process_id,
+                                   heartbeat_timeout_seconds=args.heartbeat_timeout)
     try:
         spec = None if args.spec is None else specs.resolve(args.spec)
         run_sweep(spec, args.out, resume=args.resume, max_chunks=args.max_chunks,
-                  progress=not args.quiet, tensorboard=args.tensorboard)
-    except (SpecError, TensorBoardMissing, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+                  progress=not args.quiet, tensorboard=args.tensorboard, force=args.force)
+    except jax.errors.JaxRuntimeError as exc:
+        if jax.process_count() == 1:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"error: process {jax.process_index()} of {jax.process_count()}: a collective "
+              f"with the other processes failed ({first}); another process has probably died. "
+              f"Re-run every process with the same command to resume {args.out} from its last "
+              f"checkpoint.", file=sys.stderr, flush=True)
+        # a normal exit would wait in the distributed client's shutdown barrier for the dead
+        # process and then abort (SIGABRT) with a wall of coordination-service logs
+        os._exit(1)
     return 0
 
 
@@ -79,7 +87,12 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
                     "process 0 (default: $JAX_COORDINATOR_ADDRESS or cluster detection)")
     pr.add_argument("--num-processes", type=int, default=None, help="with --distributed")
     pr.add_argument("--process-id", type=int, default=None, help="with --distributed")
+    pr.add_argument("--heartbeat-timeout", type=int, default=100, metavar="SECONDS",
+                    help="with --distributed: a process not heard from for this long is taken "
+                         "as dead and the others stop with an error (default 100)")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.add_argument("--force", action="store_true",
+                    help="run even if the plan's memory estimate exceeds the devices' memory")
     pr.add_argument("--tensorboard", metavar="LOGDIR", default=None,
                     help="also write one TensorBoard event stream per member into LOGDIR "
                          '(pip install "scalelab[tensorboard]")')
@@ -103,11 +116,7 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    try:
-        n = export_run(args.run_dir, args.tensorboard)
-    except (TensorBoardMissing, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    n = export_run(args.run_dir, args.tensorboard)
     print(f"wrote {n} scalars to {args.tensorboard}; view with `tensorboard --logdir "
           f"{args.tensorboard}`")
     return 0

@@ -35,12 +35,13 @@ chunks done and the num_envs of the state after each, which is how a checkpoint 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -59,6 +60,9 @@ from scalelab import members, networks
 from scalelab.algos.noise_scale import noise_scale_from_sums
 from scalelab.config import TrainConfig
 from scalelab.members import MemberHparams, MemberState, UpdateMetrics
+from scalelab.sweep.capacity import check_memory
+from scalelab.sweep.integrity import IntegrityError, checkpoint_problem, write_checkpoint_sums
+from scalelab.sweep.lock import RunLock, RunLockedError
 from scalelab.sweep.plan import Plan, make_plan
 from scalelab.sweep.rundir import RunDir
 from scalelab.sweep.spec import SpecError, parse_spec, train_config
@@ -159,6 +163,14 @@ def _select(frozen: jax.Array, old: jax.Array, new: jax.Array) -> jax.Array:
     return jnp.where(frozen.reshape((-1,) + (1,) * (old.ndim - 1)), old, new)
 
 
+def _put(tree: Any, sharding: NamedSharding) -> Any:
+    """Host arrays (the same on every process) as global arrays of `sharding`, each process
+    filling the shards it owns. Not `jax.device_put`: with several processes it checks that the
+    values agree, and (jax 0.10.2) that check fails for every 0-d array."""
+    return jax.tree.map(lambda x: jax.make_array_from_callback(
+        np.shape(x), sharding, lambda idx: np.asarray(x)[idx]), tree)
+
+
 def _init_padded(cfg: networks.NetworkConfig, group_cfg: networks.NetworkConfig,
                  obs_shape: tuple[int, ...], num_actions: int, key: jax.Array) -> Any:
     """A member's params initialized at its own config from its root key, padded to the group's."""
@@ -181,7 +193,7 @@ class FusedRunner:
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.env = plan.env
         self._env_params_host = jax.tree.map(np.asarray, plan.env_params)
-        self.env_params = jax.device_put(plan.env_params, self.replicated)
+        self.env_params = _put(self._env_params_host, self.replicated)
         self.member_pools = members.has_level_pool(self.env)
         self.score_kind = envs_jax.score_kind(spec.env)
         n_dev = len(devices)
@@ -224,7 +236,7 @@ class FusedRunner:
         return static if updates is None else static.with_updates_per_chunk(updates)
 
     def _shard(self, tree: Any) -> Any:
-        return jax.device_put(tree, self.members_sharding)
+        return _put(tree, self.members_sharding)
 
     def _keys(self, g: int) -> jax.Array:
         return members.member_root_keys([self.plan.members[i].seed for i in self.slots[g]])
@@ -302,9 +314,7 @@ class FusedRunner:
             chunk=np.zeros((), np.int32),
             updates=np.zeros((), np.int32),
         )
-        return jax.tree.map(
-            lambda x, sh: jax.make_array_from_callback(x.shape, sh, lambda idx: x[idx]),
-            host, self._state_shardings(shape))
+        return jax.tree.map(_put, host, self._state_shardings(shape))
 
     def _fused(self, state: SweepState, hparams: tuple, env_params: Any, num_envs: int,
                updates: int) -> tuple[SweepState, tuple]:
@@ -425,6 +435,14 @@ def _to_host(tree: Any) -> Any:
     return jax.tree.map(np.asarray, tree)
 
 
+def _agree(flag: bool) -> bool:
+    """Process 0's `flag` on every process (decisions read from the shared run directory, which
+    process 0 may change at any moment, must be the same everywhere)."""
+    if jax.process_count() == 1:
+        return flag
+    return bool(int(multihost_utils.broadcast_one_to_all(np.int32(flag))))
+
+
 def _windows(n: int, log_interval: int) -> list[tuple[int, int]]:
     """Update ranges [a, b) of a chunk's log points: every log_interval updates, and its end."""
     ends = [*range(log_interval, n, log_interval), n]
@@ -432,7 +450,8 @@ def _windows(n: int, log_interval: int) -> list[tuple[int, int]]:
 
 
 class _Checkpoints:
-    """Orbax checkpoints of SweepState under DIR/checkpoints, step = chunks done."""
+    """Orbax checkpoints of SweepState under DIR/checkpoints, step = chunks done, each with the
+    checksums of its files in DIR/checkpoint_sums (scalelab.sweep.integrity)."""
 
     def __init__(self, rd: RunDir, runner: FusedRunner):
         self.rd = rd
@@ -442,31 +461,56 @@ class _Checkpoints:
             options=ocp.CheckpointManagerOptions(max_to_keep=3, create=True),
         )
 
+    def _sums(self, step: int) -> Path:
+        return self.rd.checkpoint_sums_dir / f"{step}.json"
+
     def save(self, state: SweepState) -> None:
+        """Save `state` and, once orbax has finished writing it, record its checksums."""
         step = int(np.asarray(state.chunk))
         self.manager.save(step, args=ocp.args.StandardSave(state))
+        self.manager.wait_until_finished()
+        if jax.process_index() != 0:
+            return
+        kept = set(self.manager.all_steps())
+        if step in kept:
+            write_checkpoint_sums(self.rd.checkpoint_dir / str(step), self._sums(step))
+        for f in self.rd.checkpoint_sums_dir.glob("*.json"):
+            if not f.stem.isdigit() or int(f.stem) not in kept:
+                f.unlink()
 
     def restore_latest(self, envs_at: Callable[[int], int | None] | None = None
                        ) -> SweepState | None:
-        """The newest checkpoint that restores (`envs_at(step)`: its num_envs, None if unknown;
-        default: the plan's); corrupt ones are reported and moved aside."""
+        """The newest checkpoint that verifies and restores (`envs_at(step)`: its num_envs, None
+        if it cannot be used; default: the plan's); others newer than it are reported and moved
+        to DIR/corrupt_checkpoints (a newer step left in place would make orbax skip saves)."""
         for step in sorted(self.manager.all_steps(), reverse=True):
-            try:
-                envs = (self.runner.plan.state_envs if envs_at is None else envs_at)(step)
-                if envs is None:
-                    raise ValueError("the manifest does not record this step's batch shape")
-                target = self.runner.abstract_state(envs)
-                return self.manager.restore(step, args=ocp.args.StandardRestore(target))
-            except Exception as exc:  # noqa: BLE001 -- any failure to read means "corrupt"
-                aside = self.rd.path / "corrupt_checkpoints" / str(step)
-                print(f"warning: checkpoint {step} in {self.rd.checkpoint_dir} failed to restore "
-                      f"({type(exc).__name__}: {exc}); moved to {aside}, trying the previous one",
-                      file=sys.stderr)
-                aside.parent.mkdir(exist_ok=True)
-                shutil.rmtree(aside, ignore_errors=True)
-                shutil.move(str(self.rd.checkpoint_dir / str(step)), aside)
-                self.manager.reload()
+            envs = (self.runner.plan.state_envs if envs_at is None else envs_at)(step)
+            problem = ("the run's manifest or metrics journal does not reach this step"
+                       if envs is None else
+                       checkpoint_problem(self.rd.checkpoint_dir / str(step), self._sums(step)))
+            if not _agree(problem is None):
+                problem = problem or "process 0 found it unusable"
+            if problem is None:
+                try:
+                    target = self.runner.abstract_state(envs)
+                    return self.manager.restore(step, args=ocp.args.StandardRestore(target))
+                except Exception as exc:  # noqa: BLE001 -- any failure to read means "corrupt"
+                    problem = f"it failed to restore ({type(exc).__name__}: {exc})"
+            self._move_aside(step, problem)
         return None
+
+    def _move_aside(self, step: int, problem: str) -> None:
+        aside = self.rd.path / "corrupt_checkpoints" / str(step)
+        if jax.process_index() == 0:
+            print(f"warning: checkpoint {step} in {self.rd.checkpoint_dir} is not used: "
+                  f"{problem}; moved to {aside}, trying the previous one", file=sys.stderr)
+            aside.parent.mkdir(exist_ok=True)
+            shutil.rmtree(aside, ignore_errors=True)
+            shutil.move(str(self.rd.checkpoint_dir / str(step)), aside)
+            self._sums(step).unlink(missing_ok=True)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"scalelab checkpoint {step} moved aside")
+        self.manager.reload()
 
     def close(self) -> None:
         self.manager.wait_until_finished()
@@ -599,7 +643,7 @@ def execute(runner: FusedRunner, state: SweepState, *, rd: RunDir | None = None,
             rows, extra = _metric_rows(runner, manifest["members"], host_out, done)
             all_rows.extend(rows)
             if writer:
-                rd.append_metrics(rows, extra)
+                rd.append_metrics(rows, extra, chunk=len(done) - 1)
                 rd.write_manifest(manifest)
             if on_rows is not None and jax.process_index() == 0:
                 on_rows(rows)
@@ -621,44 +665,123 @@ def execute(runner: FusedRunner, state: SweepState, *, rd: RunDir | None = None,
     return state, all_rows
 
 
+@contextlib.contextmanager
+def _locked(rd: RunDir) -> Iterator[None]:
+    """Hold the run directory's writer lock (process 0 takes it for all processes)."""
+    lock, error = RunLock(rd.path), None
+    if jax.process_index() == 0:
+        try:
+            lock.acquire()
+        except RunLockedError as exc:
+            error = exc
+    if jax.process_count() > 1:
+        ok = multihost_utils.broadcast_one_to_all(np.int32(error is None))
+        if error is None and not int(ok):
+            error = RunLockedError(f"{rd.path}: process 0 could not lock the run directory "
+                                   f"(see its message)")
+    if error is not None:
+        raise error
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _check_reusable(rd: RunDir, text: str, path: str) -> None:
+    """Refuse a run directory that holds another run, or one that cannot be identified."""
+    if not rd.exists():
+        leftovers = [f.name for f in (rd.checkpoint_dir, rd.metrics_file, rd.journal_file)
+                     if f.exists() and (not f.is_dir() or any(f.iterdir()))]
+        if leftovers:
+            raise IntegrityError(
+                f"{rd.path} holds {', '.join(leftovers)} but no manifest.json, so which run they "
+                f"belong to is unknown; refusing to reuse or overwrite them. Use another output "
+                f"directory, or remove them if they are not needed")
+        return
+    try:
+        stored = rd.read_spec_text()
+        manifest = rd.read_manifest()
+    except (OSError, ValueError) as exc:
+        raise IntegrityError(
+            f"{rd.path} holds a run whose spec.toml or manifest.json cannot be read ({exc}); "
+            f"refusing to reuse it. Use another output directory") from None
+    if stored != text:
+        raise SpecError(f"{path}: differs from the spec of the run already in {rd.path}; "
+                        f"use another output directory")
+    if not isinstance(manifest, dict) or manifest.get("name") != parse_spec(text, path).name:
+        raise IntegrityError(f"{rd.manifest_file} belongs to another run than its spec.toml; "
+                             f"refusing to reuse it. Use another output directory")
+
+
 def run_spec(text: str, path: str, out: str | Path, *, max_chunks: int | None = None,
              progress: bool | Callable[[Progress], None] = False,
-             devices: Sequence[Any] | None = None, tensorboard: str | Path | None = None
-             ) -> tuple[FusedRunner, SweepState]:
+             devices: Sequence[Any] | None = None, tensorboard: str | Path | None = None,
+             force: bool = False) -> tuple[FusedRunner, SweepState]:
     """Run (or resume) the sweep of spec `text` (named `path` in errors) into run directory
     `out`; returns the runner and the final state. `tensorboard`: a log directory that gets
     one TensorBoard event stream per member, written from the same rows as metrics.csv (needs
     the `tensorboard` extra; a resumed run hides the points it writes again).
 
-    A fresh DIR: the spec and plan are fully validated before anything is written. An existing
-    run DIR: its stored spec must equal `text`, the state comes from the newest checkpoint that
-    restores (none: from scratch), and metrics rows past it are dropped before training
-    continues.
+    A fresh DIR: the spec and plan are fully validated, and the plan's memory estimate checked
+    against the devices' memory (`force`: run anyway), before anything is written. Then DIR is
+    locked against other writers for the whole run (`scalelab.sweep.lock`). An existing run DIR:
+    its stored spec must equal `text`; the state comes from the newest checkpoint that verifies
+    against its checksums and whose chunks the metrics journal records (none: from scratch);
+    metrics.csv is rebuilt from the journal up to it, and training continues. A DIR with
+    checkpoints or metrics but no manifest is refused (`IntegrityError`).
     """
     rd = RunDir(out)
-    if rd.exists() and rd.read_spec_text() != text:
-        raise SpecError(f"{path}: differs from the spec of the run already in {out}; "
-                        f"use another output directory")
+    _check_reusable(rd, text, path)
     spec = parse_spec(text, path)
     plan = make_plan(spec)
+    devices = list(jax.devices() if devices is None else devices)
+    if not force:
+        check_memory(plan, devices)
+    with _locked(rd):
+        _check_reusable(rd, text, path)
+        return _run_locked(rd, plan, devices, _agree(rd.exists()), max_chunks=max_chunks,
+                           progress=progress, tensorboard=tensorboard)
+
+
+def _resume_state(rd: RunDir, runner: FusedRunner
+                  ) -> tuple[SweepState | None, list[tuple[int, int]], list[int]]:
+    """The restored state of the run in `rd` (None: none usable), its chunks done and the
+    num_envs after each; metrics.csv and the journal are cut back to those chunks."""
+    manifest = rd.read_manifest()
+    recorded = [tuple(c) for c in manifest.get("chunks", [])]
+    envs = manifest.get("state_envs", [])
+    entries, problem = rd.journal.read()
+    if problem is not None and jax.process_index() == 0:
+        print(f"warning: {problem}; chunks from there on are trained again", file=sys.stderr)
+    reach = min(len(envs) - 1, len(entries), len(recorded))
+    state = _Checkpoints(rd, runner).restore_latest(
+        lambda step: envs[step] if step <= reach else None)
+    if state is None:
+        return None, [], []
+    done = recorded[:int(np.asarray(state.chunk))]
+    if jax.process_index() == 0 and rd.restore_metrics(entries[:len(done)]):
+        print(f"warning: {rd.metrics_file} did not match the metrics journal up to the "
+              f"restored checkpoint (torn, shortened or edited); rebuilt it from "
+              f"{rd.journal_file}", file=sys.stderr)
+    return state, done, envs[:len(done) + 1]
+
+
+def _run_locked(rd: RunDir, plan: Plan, devices: list[Any], existing: bool, *,
+                max_chunks: int | None,
+                progress: bool | Callable[[Progress], None], tensorboard: str | Path | None
+                ) -> tuple[FusedRunner, SweepState]:
+    """run_spec's work once the run directory is locked and checked."""
     runner = FusedRunner(plan, devices)
-    state, done = None, []
-    if rd.exists():
-        manifest = rd.read_manifest()
-        recorded = [tuple(c) for c in manifest.get("chunks", [])]
-        envs = manifest.get("state_envs", [])
-        state = _Checkpoints(rd, runner).restore_latest(
-            lambda step: envs[step] if step < len(envs) else None)
+    state, done, envs = _resume_state(rd, runner) if existing else (None, [], [])
     if state is None:
         state = runner.init_state()
         if jax.process_index() == 0:
-            rd.create(spec.text, plan.to_json(), _manifest(runner, None, [], [state_envs(state)]))
+            rd.create(plan.spec.text, plan.to_json(),
+                      _manifest(runner, None, [], [state_envs(state)]))
     else:
-        done = recorded[:int(np.asarray(state.chunk))]
+        flags = _to_host(state.replace(groups=(), env_params=()))  # a collective: every process
         if jax.process_index() == 0:
-            rd.truncate_metrics(sum(n for _, n in done))
-            rd.write_manifest(_manifest(runner, _to_host(state.replace(groups=(), env_params=())),
-                                        done, envs[:len(done) + 1]))
+            rd.write_manifest(_manifest(runner, flags, done, envs))
     board = None
     if tensorboard is not None and jax.process_index() == 0:
         spent = sum(e * n for e, n in done) * plan.rollout_length
@@ -675,27 +798,39 @@ def run_spec(text: str, path: str, out: str | Path, *, max_chunks: int | None = 
 
 def run_sweep(spec_path: str | Path | None, out: str | Path, *, resume: bool = False,
               max_chunks: int | None = None, progress: bool | Callable[[Progress], None] = True,
-              devices: Sequence[Any] | None = None, tensorboard: str | Path | None = None
-              ) -> RunDir:
+              devices: Sequence[Any] | None = None, tensorboard: str | Path | None = None,
+              force: bool = False) -> RunDir:
     """Run (or resume) the sweep of `spec_path` into run directory `out`; returns the RunDir.
 
     `spec_path` None (or `resume`) continues the run already in `out` with its stored spec.
+    `force`: run even if the plan's memory estimate exceeds the devices' memory.
     """
     rd = RunDir(out)
     if spec_path is None or (resume and rd.exists()):
         if not rd.exists():
             raise SpecError(f"{out}: no sweep to resume here (no manifest.json)")
-        if spec_path is not None and Path(spec_path).read_text() != rd.read_spec_text():
+        if not rd.spec_file.is_file():
+            raise IntegrityError(f"{out}: has a manifest.json but no spec.toml, so the run "
+                                 f"cannot be resumed; re-run its spec into another directory")
+        if spec_path is not None and _read_spec(spec_path) != rd.read_spec_text():
             raise SpecError(f"{spec_path}: differs from the spec of the sweep already in {out}; "
                             f"use another --out")
         text, path = rd.read_spec_text(), str(rd.spec_file)
     elif resume:
         raise SpecError(f"{out}: no sweep to resume here (no manifest.json)")
     else:
-        try:
-            text, path = Path(spec_path).read_text(), str(spec_path)
-        except OSError as exc:
-            raise SpecError(f"{spec_path}: cannot read spec: {exc.strerror}") from None
+        text, path = _read_spec(spec_path), str(spec_path)
     run_spec(text, path, out, max_chunks=max_chunks, progress=progress, devices=devices,
-             tensorboard=tensorboard)
+             tensorboard=tensorboard, force=force)
     return rd
+
+
+def _read_spec(spec_path: str | Path) -> str:
+    """The text of a spec file; unreadable or non-UTF-8 files are a SpecError naming it."""
+    try:
+        return Path(spec_path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{spec_path}: cannot read spec: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{spec_path}: not a UTF-8 text file (byte {exc.start}: "
+                        f"{exc.reason}); a spec is TOML text") from None

@@ -10,18 +10,26 @@ Layout of DIR:
   metrics.csv     long format, one row per (member, log point): METRIC_COLUMNS then the trainer's
                   own metrics; `run` = `member`; `valid` is 0 from a member's fault onwards.
                   Reads directly with pandas.read_csv and fitting's CSV reader.
+  metrics.journal the same rows, one checksummed JSON line per chunk, written before the CSV
+                  (scalelab.sweep.integrity): what metrics.csv is verified against and rebuilt
+                  from on resume
   checkpoints/    orbax checkpoints, one per saved chunk (see scalelab.sweep.run)
+  checkpoint_sums/ S.json: sha256 of every file of checkpoints/S, verified before restoring it
+  .lock           the writer lock (scalelab.sweep.lock): holder pid, host and start time
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from scalelab.sweep.integrity import JournalEntry, MetricsJournal
 
 __all__ = ["METRIC_COLUMNS", "RunDir"]
 
@@ -49,7 +57,10 @@ class RunDir:
     plan_file = property(lambda self: self.path / "plan.json")
     manifest_file = property(lambda self: self.path / "manifest.json")
     metrics_file = property(lambda self: self.path / "metrics.csv")
+    journal_file = property(lambda self: self.path / "metrics.journal")
     checkpoint_dir = property(lambda self: self.path / "checkpoints")
+    checkpoint_sums_dir = property(lambda self: self.path / "checkpoint_sums")
+    journal = property(lambda self: MetricsJournal(self.journal_file))
 
     def exists(self) -> bool:
         """Whether a sweep was started here (its manifest exists)."""
@@ -62,6 +73,7 @@ class RunDir:
         _atomic_write(self.plan_file, json.dumps(plan_json, indent=1) + "\n")
         self.write_manifest(manifest)
         self.metrics_file.unlink(missing_ok=True)
+        self.journal_file.unlink(missing_ok=True)
 
     def read_spec_text(self) -> str:
         """The spec this run was started with."""
@@ -75,21 +87,45 @@ class RunDir:
         """Replace the manifest atomically."""
         _atomic_write(self.manifest_file, json.dumps(manifest, indent=1) + "\n")
 
-    def append_metrics(self, rows: Sequence[Mapping[str, Any]], extra: Sequence[str]) -> None:
-        """Append rows (dicts with METRIC_COLUMNS + `extra` keys); writes the header if new.
+    def append_metrics(self, rows: Sequence[Mapping[str, Any]], extra: Sequence[str],
+                       chunk: int | None = None) -> None:
+        """Append one chunk's rows (dicts with METRIC_COLUMNS + `extra` keys): first to the
+        journal (as chunk `chunk`, default: the next one), then to metrics.csv (with the header
+        if new).
 
         Floats are written with repr precision so a reread reproduces them bit for bit; NaN and
         infinities are written as `nan`/`inf` (pandas reads them).
         """
-        columns = [*METRIC_COLUMNS, *extra]
+        columns = (*METRIC_COLUMNS, *extra)
+        buf = io.StringIO()
+        csv.writer(buf).writerows([_fmt(row.get(c)) for c in columns] for row in rows)
+        if chunk is None:
+            chunk = len(self.journal.read()[0])
+        self.journal.append(JournalEntry(chunk, columns, buf.getvalue()))
         new = not self.metrics_file.exists() or self.metrics_file.stat().st_size == 0
         with self.metrics_file.open("a", newline="") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(columns)
-            writer.writerows([_fmt(row.get(c)) for c in columns] for row in rows)
+            f.write((_header(columns) if new else "") + buf.getvalue())
             f.flush()
             os.fsync(f.fileno())
+
+    def restore_metrics(self, entries: Sequence[JournalEntry]) -> bool:
+        """Make metrics.csv and the journal hold exactly the chunks `entries` (verified journal
+        entries of chunks 0..). Returns whether metrics.csv was damaged: its rows of those
+        chunks differed from the journal's (rows past them are dropped silently: a resume
+        replays those chunks)."""
+        text = (_header(entries[0].columns) + "".join(e.rows for e in entries)) if entries else ""
+        current = self.metrics_file.read_bytes() if self.metrics_file.exists() else b""
+        if current != text.encode():
+            tmp = self.metrics_file.with_name("metrics.csv.tmp")
+            with tmp.open("w", newline="") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.metrics_file)
+        stored, problem = self.journal.read()
+        if len(stored) != len(entries) or problem is not None:
+            self.journal.rewrite(list(entries))
+        return not current.startswith(text.encode())
 
     def read_metrics(self) -> list[dict[str, str]]:
         """All complete rows of metrics.csv as dicts of strings (a torn last line is dropped)."""
@@ -102,24 +138,11 @@ class RunDir:
                 return []
             return [dict(zip(header, r, strict=True)) for r in reader if len(r) == len(header)]
 
-    def truncate_metrics(self, max_update: int) -> None:
-        """Keep only rows with update <= max_update (rows replayed after a resume go away)."""
-        if not self.metrics_file.exists():
-            return
-        with self.metrics_file.open(newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            kept = [] if header is None else [
-                r for r in reader if len(r) == len(header) and int(r[header.index("update")])
-                <= max_update
-            ]
-        if header is None:
-            self.metrics_file.unlink()
-            return
-        tmp = self.metrics_file.with_name("metrics.csv.tmp")
-        with tmp.open("w", newline="") as f:
-            csv.writer(f).writerows([header, *kept])
-        os.replace(tmp, self.metrics_file)
+
+def _header(columns: Sequence[str]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf).writerow(columns)
+    return buf.getvalue()
 
 
 def _fmt(v: Any) -> str:
