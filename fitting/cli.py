@@ -106,6 +106,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     logger = logging.getLogger("fitting")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    logger.propagate = False  # a root handler installed by another library would repeat it
     try:
         report = fit_run(args.path, args.out, size=args.size, k=args.k,
                          bootstrap=args.bootstrap, seed=args.seed,
@@ -125,5 +126,6 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         return 1
     finally:
         logger.removeHandler(handler)
+        logger.propagate = True
     print(format_report(report))
     return 0
