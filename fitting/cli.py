@@ -114,12 +114,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                          resample=args.resample, starts=args.starts,
                          make_plots=not args.no_plots, horizon_target=args.horizon_target,
                          natural=args.natural)
+    except UnicodeDecodeError:  # a ValueError: caught first
+        print(f"error: {args.path}: not a UTF-8 text file (expected a run directory or a "
+              f"CSV/JSON of learning curves)", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except UnicodeDecodeError:
-        print(f"error: {args.path}: not a text file (expected a run directory or a CSV/JSON of "
-              f"learning curves)", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"error: could not write the results: {exc}", file=sys.stderr)
