@@ -41,6 +41,8 @@ Params = Any
 # seed and the update it belongs to.
 (_STREAM_INIT, _STREAM_ENV, _STREAM_POLICY, _STREAM_MINIBATCH, _STREAM_AUX, _STREAM_NOISE,
  _STREAM_GROW, _STREAM_LEVELS, _STREAM_LEVEL_FILL) = range(9)
+# The vmap axis of the members inside a chunk (collectives over it decide for all members).
+_MEMBER_AXIS = "members"
 
 
 def _from_config(cls: type, config: TrainConfig, num_members: int) -> MemberHparams:
@@ -398,12 +400,32 @@ class _EpisodeTotals(NamedTuple):
     length_sum: jax.Array
 
 
+class _Bootstraps(NamedTuple):
+    """The pre-reset observations of a rollout's truncated steps, awaiting their values.
+
+    obs (cap, *obs_shape): buffered observations; slot (cap,) int32: the flat index t*num_envs+i
+    of the step each belongs to (T*num_envs: empty); count: () int32 buffered; value (T*n,)
+    float32: V of the observations already flushed, at their flat index (0 elsewhere).
+    """
+
+    obs: jax.Array
+    slot: jax.Array
+    count: jax.Array
+    value: jax.Array
+
+
 def _rollout(
     static: ChunkStatic, state: MemberState, env_params: Any
 ) -> tuple[MemberState, _Transition, _EpisodeTotals]:
-    """rollout_length steps of num_envs envs under the member's policy (time-major outputs)."""
+    """rollout_length steps of num_envs envs under the member's policy (time-major outputs).
+
+    Must run under the chunk's member vmap (axis `_MEMBER_AXIS`): the truncation buffer's
+    flush decision is taken jointly by all members (see below).
+    """
     env_step = jax.vmap(static.env.step, in_axes=(0, 0, 0, None))
-    shape = (static.rollout_length, static.num_envs)
+    n, length = static.num_envs, static.rollout_length
+    shape = (length, n)
+    empty = length * n  # the slot index of an unused buffer entry (dropped by the scatter)
     # All of the rollout's randomness is drawn up front in two vectorized calls (cheaper than
     # per-step draws inside the loop). Actions use the Gumbel-max trick: argmax(logits + G) is
     # a sample of softmax(logits).
@@ -414,18 +436,40 @@ def _rollout(
         _stream_key(state.key, _STREAM_POLICY, state.update_count), (*shape, static.env.num_actions)
     )
 
+    def value_of(obs: jax.Array) -> jax.Array:
+        return static.apply_fn(state.params, obs)[1]
+
+    # V(s') of a truncated step's pre-reset state s' is the only value the rollout cannot read
+    # off the next step's forward pass (elsewhere V(s'_t) = V(s_{t+1}), or s' is terminal).
+    # Those observations are gathered into a buffer of num_envs entries whose values are
+    # computed in one forward pass after the rollout (n rows, the batch shape of the per-step
+    # pass, so the values are bit-equal to it). If a step would overflow the buffer, it is
+    # flushed first (a forward pass on its entries). Under the member vmap a per-member
+    # condition would become a select running the flush every step, so the members decide
+    # together (pmax): a flush happens when any member needs one.
+    def flush(b: _Bootstraps) -> _Bootstraps:
+        value = b.value.at[b.slot].set(value_of(b.obs), mode="drop")
+        return _Bootstraps(b.obs, jnp.full_like(b.slot, empty), jnp.zeros_like(b.count), value)
+
     def step(carry, xs):
-        env_state, obs, ep_ret, ep_len, totals = carry
-        keys, gumbel = xs
+        env_state, obs, ep_ret, ep_len, totals, boot = carry
+        t, keys, gumbel = xs
         logits, value = static.apply_fn(state.params, obs)
         action = jnp.argmax(logits + gumbel, axis=-1)
         log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
         next_obs, env_state, reward, terminated, truncated, info = env_step(
             keys, env_state, action, env_params
         )
-        # V(s') of the state reached, before auto-reset: the bootstrap for truncated episodes
-        # (and equal to V(next_obs) wherever the episode goes on). Only the value tower is live.
-        _, next_value = static.apply_fn(state.params, info["final_observation"])
+        needs = jnp.logical_and(truncated, jnp.logical_not(terminated))
+        new = needs.sum(dtype=jnp.int32)
+        boot = lax.cond(lax.pmax(boot.count + new, _MEMBER_AXIS) > n, flush, lambda b: b, boot)
+        pos = jnp.where(needs, boot.count + jnp.cumsum(needs, dtype=jnp.int32) - 1, n)
+        boot = _Bootstraps(
+            boot.obs.at[pos].set(info["final_observation"].astype(boot.obs.dtype), mode="drop"),
+            boot.slot.at[pos].set(t * n + jnp.arange(n, dtype=jnp.int32), mode="drop"),
+            boot.count + new,
+            boot.value,
+        )
         reward = reward.astype(jnp.float32)
         done = jnp.logical_or(terminated, truncated)
         ep_ret = ep_ret + reward
@@ -439,18 +483,29 @@ def _rollout(
         ep_ret = jnp.where(done, 0.0, ep_ret)
         ep_len = jnp.where(done, 0, ep_len)
         transition = _Transition(
-            obs, action, log_prob, value, reward, next_value, terminated, done
+            obs, action, log_prob, value, reward, jnp.zeros_like(value), terminated, done
         )
-        return (env_state, next_obs, ep_ret, ep_len, totals), transition
+        return (env_state, next_obs, ep_ret, ep_len, totals, boot), transition
 
     zero_totals = _EpisodeTotals(
         jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32),
         jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32),
     )
-    carry = (state.env_state, state.obs, state.episode_return, state.episode_length, zero_totals)
-    (env_state, obs, ep_ret, ep_len, totals), traj = lax.scan(
-        step, carry, (env_keys, gumbels)
+    boot = _Bootstraps(
+        jnp.zeros_like(state.obs), jnp.full((n,), empty, jnp.int32), jnp.zeros((), jnp.int32),
+        jnp.zeros((empty,), jnp.float32),
     )
+    carry = (state.env_state, state.obs, state.episode_return, state.episode_length, zero_totals,
+             boot)
+    (env_state, obs, ep_ret, ep_len, totals, boot), traj = lax.scan(
+        step, carry, (jnp.arange(length, dtype=jnp.int32), env_keys, gumbels)
+    )
+    truncated_value = flush(boot).value.reshape(shape)
+    # V(s_{t+1}) from the next step's pass; after the last step, of the observation the
+    # rollout ends on.
+    following = jnp.concatenate([traj.value[1:], value_of(obs)[None]])
+    bootstrap = jnp.logical_and(traj.done, jnp.logical_not(traj.terminated))
+    traj = traj._replace(next_value=jnp.where(bootstrap, truncated_value, following))
     state = state.replace(
         env_state=env_state, obs=obs, episode_return=ep_ret, episode_length=ep_len
     )
@@ -597,7 +652,7 @@ def make_chunk_fn(static: ChunkStatic, carry_env_params: bool = False) -> Callab
         )
     member_update = jax.vmap(
         lambda s, h, e: _member_update(static, s, h, e),
-        in_axes=(0, 0, 0 if static.member_env_params else None),
+        in_axes=(0, 0, 0 if static.member_env_params else None), axis_name=_MEMBER_AXIS,
     )
     aux_all = jax.vmap(lambda s, h, m: _member_aux_phase(static, s, h, m))
     phasic = decoupled.is_phasic(static.algo)

@@ -51,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import struct
+from jax import lax
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
@@ -243,15 +244,27 @@ class FusedRunner:
 
     def _group_params(self, g: int) -> Any:
         """Fresh params of group g's slots: each member initialized at its own width from its
-        seed, then zero-padded, one member at a time (see `init_state`)."""
+        seed, then zero-padded (see `init_state`).
+
+        One compiled program per group, whatever its number of members: the members of each
+        network config are initialized one after another by a `lax.map` over their keys (not
+        vmapped), then put back in slot order.
+        """
         plan, group = self.plan, self.plan.groups[g]
-        inits = {cfg: self._jit(("params", cfg, group.network),
-                                partial(_init_padded, cfg, group.network, plan.obs_shape,
-                                        plan.num_actions))
-                 for cfg in {self.networks[i] for i in self.slots[g]}}
-        params = [inits[self.networks[i]](key)
-                  for i, key in zip(self.slots[g], self._keys(g), strict=True)]
-        return jax.tree.map(lambda *x: jnp.stack(x), *params)
+        cfgs = [self.networks[i] for i in self.slots[g]]
+        distinct = list(dict.fromkeys(cfgs))
+        index = [np.asarray([s for s, c in enumerate(cfgs) if c == cfg]) for cfg in distinct]
+        to_slots = np.argsort(np.concatenate(index))
+
+        def init(seeds: jax.Array) -> Any:
+            keys = members.member_root_keys(seeds)
+            parts = [lax.map(partial(_init_padded, cfg, group.network, plan.obs_shape,
+                                     plan.num_actions), keys[idx])
+                     for cfg, idx in zip(distinct, index, strict=True)]
+            return jax.tree.map(lambda *x: jnp.concatenate(x)[to_slots], *parts)
+
+        seeds = np.asarray([self.plan.members[i].seed for i in self.slots[g]], np.uint32)
+        return self._jit(("params", g), init)(seeds)
 
     def _group_env_params(self, g: int, env_params: Any) -> Any:
         """Group g's slots' own env params (their level pools), or () if shared."""
@@ -286,12 +299,13 @@ class FusedRunner:
     def init_state(self) -> SweepState:
         """The sweep's initial state, sharded over the mesh.
 
-        Parameters are initialized member by member (one compiled program per network config,
-        not vmapped), the rest of each group's state by one compiled program, on this process's
-        first device; the state is then copied through the host into the member sharding (each
-        process fills the shards it owns). On this XLA:CPU (jax 0.10.2) a vmapped
-        `networks.init_params` of the MNIST CNN (4 keys) hangs reproducibly (batched QR of the
-        orthogonal init), and initializing straight into the sharding hung too.
+        Parameters are initialized by one compiled program per group (a `lax.map` over the
+        members of each network config, not vmapped), the rest of each group's state by one
+        compiled program, on this process's first device; the state is then copied through the
+        host into the member sharding (each process fills the shards it owns). On this XLA:CPU
+        (jax 0.10.2) a vmapped `networks.init_params` of the MNIST CNN (4 keys) hangs
+        reproducibly (batched QR of the orthogonal init), and initializing straight into the
+        sharding hung too.
         """
         envs = self.plan.chunks[0][0]
         shape = jax.eval_shape(partial(self._init, num_envs=envs), self.hparams, self.env_params)
