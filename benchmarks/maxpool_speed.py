@@ -37,8 +37,8 @@ import jax.numpy as jnp
 
 from benchmarks.roofline import emit, minibatch_update, source_commit
 from scalelab import networks
+from scalelab.config import TrainConfig
 from scalelab.maxpool import max_pool
-from scalelab.train import TrainConfig
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "maxpool_speed.jsonl"
 IMPALA_OBS, IMPALA_ACTIONS = (64, 64, 3), 15

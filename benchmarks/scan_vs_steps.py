@@ -37,7 +37,7 @@ import jax.numpy as jnp
 from benchmarks.roofline import emit, minibatch_update, source_commit
 from scalelab import networks
 from scalelab.algos import ppo
-from scalelab.train import TrainConfig
+from scalelab.config import TrainConfig
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "scan_vs_steps.jsonl"
 OBS, ACTIONS = (64, 64, 3), 15
