@@ -124,7 +124,7 @@ def test_a_failed_collective_ends_the_process_with_a_message(monkeypatch, capsys
     monkeypatch.setattr(sweep_cli.jax, "process_count", lambda: 2)
     monkeypatch.setattr(sweep_cli.os, "_exit", exit_now)
     with pytest.raises(SystemExit) as exit_:
-        main(["sweep", "run", "spec.toml", "--out", "DIR", "--quiet"])
+        main(["sweep", "run", "quickstart", "--out", "DIR", "--quiet"])
     assert exit_.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("error: process 0 of 2: a collective with the other processes failed")

@@ -11,6 +11,8 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
+from scalelab.sweep.spec import SpecError
+
 __all__ = ["names", "path", "resolve"]
 
 _SUFFIX = ".toml"
@@ -40,7 +42,8 @@ def resolve(spec: str | Path) -> Path:
     """The spec file meant by a command-line argument: `spec` itself when it is an existing file,
     else the shipped spec of that name.
 
-    Raises FileNotFoundError naming the shipped specs when it is neither.
+    Raises SpecError (as for a spec that cannot be read) naming the shipped specs when it is
+    neither.
     """
     given = Path(spec)
     if given.is_file():
@@ -48,5 +51,5 @@ def resolve(spec: str | Path) -> Path:
     try:
         return path(str(spec))
     except KeyError:
-        raise FileNotFoundError(f"{spec}: no such spec file, nor a shipped spec (shipped: "
-                                f"{', '.join(names())})") from None
+        raise SpecError(f"{spec}: no such spec file, nor a shipped spec (shipped: "
+                        f"{', '.join(names())})") from None
