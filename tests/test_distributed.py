@@ -18,34 +18,14 @@ from pathlib import Path
 
 import jax
 import pytest
+from sweep_helpers import tiny_spec
 
 from scalelab.cli import main
 from scalelab.sweep.run import run_sweep
 from scalelab.sweep.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = """
-name = "distributed"
-[env]
-name = "CartPole-v1"
-[network]
-family = "mlp"
-[train]
-num_envs = 4
-rollout_length = 8
-update_epochs = 1
-num_minibatches = 1
-[budget]
-interactions = 128
-updates_per_chunk = 1
-log_interval = 1
-checkpoint_every = 1
-[lr]
-base = 1e-3
-[axes]
-width = 0.25
-seed = [0, 1]
-"""
+SPEC = tiny_spec("distributed")
 # the member axis split over 2 processes (1 member each) vs vmapped on 1 device: see README
 TOLERANCE = {"rel": 2e-5, "abs": 1e-6}
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sweep_helpers import tiny_spec
 
 from scalelab.cli import main
 from scalelab.sweep import capacity
@@ -24,28 +25,7 @@ from scalelab.sweep.run import run_spec, run_sweep
 from scalelab.sweep.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = """
-name = "integrity"
-[env]
-name = "CartPole-v1"
-[network]
-family = "mlp"
-[train]
-num_envs = 4
-rollout_length = 8
-update_epochs = 1
-num_minibatches = 1
-[budget]
-interactions = 128
-updates_per_chunk = 1
-log_interval = 1
-checkpoint_every = 1
-[lr]
-base = 1e-3
-[axes]
-width = 0.25
-seed = [0, 1]
-"""
+SPEC = tiny_spec("integrity")
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
