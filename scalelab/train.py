@@ -22,14 +22,11 @@ from scalelab.members import Params
 from scalelab.sweep.capacity import check_memory
 from scalelab.sweep.plan import make_plan
 from scalelab.sweep.run import FusedRunner, Progress, execute, run_spec
-from scalelab.sweep.rundir import RunDir
+from scalelab.sweep.rundir import METRIC_COLUMNS, RunDir
 from scalelab.sweep.spec import parse_spec, spec_for_config
 
 __all__ = ["RunResult", "train"]
 
-# metrics.csv columns that describe the member or the point rather than a measured metric
-_ID_COLUMNS = {"run", "member", "group", "params", "flops_per_interaction", "seed", "lr", "gamma",
-               "gae_lambda", "width", "depth", "update", "interactions", "score", "valid"}
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,8 @@ class RunResult:
             per_member[int(r["member"])].append(r)
         for pts in per_member:
             pts.sort(key=lambda r: int(r["update"]))
-        names = sorted(k for k in rows[0] if k not in _ID_COLUMNS)
+        # the trainer's metrics: the columns after metrics.csv's leading descriptive ones
+        names = sorted(k for k in rows[0] if k not in METRIC_COLUMNS)
 
         def grid(key: str) -> np.ndarray:
             return np.asarray([[float(r[key]) for r in pts] for pts in per_member], np.float64)
