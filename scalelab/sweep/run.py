@@ -64,7 +64,7 @@ from scalelab.members import MemberHparams, MemberState, UpdateMetrics
 from scalelab.sweep.capacity import check_memory
 from scalelab.sweep.integrity import IntegrityError, checkpoint_problem, write_checkpoint_sums
 from scalelab.sweep.lock import RunLock, RunLockedError
-from scalelab.sweep.plan import Plan, make_plan
+from scalelab.sweep.plan import Plan, make_plan, member_network
 from scalelab.sweep.rundir import RunDir
 from scalelab.sweep.spec import SpecError, parse_spec, train_config
 from scalelab.tensorboard import TensorBoardWriter
@@ -209,9 +209,7 @@ class FusedRunner:
             for m in plan.members
         ]
         self.schedule = self.configs[0].schedule()
-        self.networks = [networks.NetworkConfig(
-            plan.family, width=c.width, depth=c.depth, activation=c.activation,
-            aux_value_head=plan.groups[0].network.aux_value_head) for c in self.configs]
+        self.networks = [member_network(c) for c in self.configs]
         self.statics = [
             members.chunk_static(self.configs[g.members[0]], self.env, g.network,
                                  plan.chunks[0][0], spec.updates_per_chunk)
