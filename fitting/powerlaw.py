@@ -46,7 +46,14 @@ from fitting.objective import (
     unpack,
 )
 from fitting.refit import RESTARTS, STEP_TOL, fit_from, fresh_thetas, refit, resume_rounds
-from fitting.resolution import MIN_CONVERGED, SizeReach, Status, size_reach, verdict
+from fitting.resolution import (
+    MIN_CONVERGED,
+    SizeReach,
+    Status,
+    boundary_failures,
+    size_reach,
+    verdict,
+)
 
 PROFILE_EIG_TOL = 1e-9
 BOOTSTRAP_MAXITER = 10  # resamples start at the full fit's optimum; LM does the rest
@@ -373,15 +380,18 @@ def fit_power_law(curves: Sequence[LearningCurve], *, size: Size = "params",
     const = _samples(theta, prob, log_k)
     shift = log_k + prob.log_n0 + prob.log_e0
     intervals = samples = ok = restarted = knots_b = None
+    failures = ""
     if boot is not None:
         ok, restarted = boot.ok, boot.restarted
         samples = _samples(boot.res.x, prob, log_k)
         knots_b = boot_knots + shift
+        failures = boundary_failures(samples["alpha_N"], samples["alpha_E"], ok)
         if ok.sum() == 0:
-            notes.append(f"none of the {bootstrap} bootstrap resamples converged; no intervals")
+            notes.append(f"none of the {bootstrap} bootstrap resamples converged; no "
+                         f"intervals{failures}")
         elif ok.mean() < MIN_CONVERGED:
             notes.append(f"only {int(ok.sum())} of {bootstrap} bootstrap resamples converged "
-                         f"(< {MIN_CONVERGED:.0%}); no intervals")
+                         f"(< {MIN_CONVERGED:.0%}); no intervals{failures}")
         else:
             intervals = percentile_intervals(samples)
     last = np.array([g.interactions[-1] for g in prep.groups])
@@ -390,7 +400,8 @@ def fit_power_law(curves: Sequence[LearningCurve], *, size: Size = "params",
     status, reason = verdict(converged=converged, problem=problem, reach=reach,
                              resamples=bootstrap, resamples_converged=int(ok.sum()) if
                              ok is not None else 0,
-                             interval=intervals["size_exponent"] if intervals else None)
+                             interval=intervals["size_exponent"] if intervals else None,
+                             failures=failures)
     if status == "unresolved":
         notes.append(f"unresolved: {reason}")
     for note in notes:

@@ -60,11 +60,12 @@ def size_reach(sizes: np.ndarray, max_interactions: np.ndarray, alpha_N: float, 
 
 def verdict(*, converged: bool, problem: str | None, reach: tuple[SizeReach, ...],
             resamples: int, resamples_converged: int,
-            interval: tuple[float, float] | None) -> tuple[Status, str]:
+            interval: tuple[float, float] | None, failures: str = "") -> tuple[Status, str]:
     """(status, reason in words) from the fit's state (module docstring for the rules).
 
     problem: why the fit did not converge (None if it did); interval: the size exponent's
-    5–95% interval (None without one)."""
+    5–95% interval (None without one); failures: where the unconverged resamples went
+    (`boundary_failures`), appended to the reason."""
     reaching = sum(r.reaches for r in reach)
     best = max(r.ratio for r in reach)
     if not converged:
@@ -76,7 +77,7 @@ def verdict(*, converged: bool, problem: str | None, reach: tuple[SizeReach, ...
     if resamples and resamples_converged < MIN_CONVERGED * resamples:
         return "unresolved", (f"only {resamples_converged} of {resamples} bootstrap resamples "
                               f"converged (< {MIN_CONVERGED:.0%}); the data do not pin the law "
-                              "down, so no intervals are reported")
+                              "down, so no intervals are reported" + failures)
     if interval is None:
         return "weak", ("no bootstrap intervals (bootstrap=0): how well the size exponent is "
                         f"determined is unknown; {reaching} size(s) reach their frontier")
@@ -92,3 +93,23 @@ def verdict(*, converged: bool, problem: str | None, reach: tuple[SizeReach, ...
     return "resolved", (f"size exponent interval {width:.3f} wide (<= {MAX_WIDTH}), "
                         f"{reaching} of {len(reach)} sizes reach their frontier, "
                         f"{resamples_converged} of {resamples} resamples converged")
+
+
+BOUNDARY = 1e-2  # an exponent below this in a failed resample is running to 0
+
+
+def boundary_failures(alpha_N: np.ndarray, alpha_E: np.ndarray, ok: np.ndarray) -> str:
+    """Where the unconverged bootstrap resamples (ok False) went, in words ("" if nowhere in
+    particular): a resample whose alpha_N runs to 0 has no size term left (size exponent -> 1),
+    i.e. in that resample the larger sizes' curves are not told apart from the smaller ones';
+    alpha_E -> 0 likewise has no data term (size exponent -> 0)."""
+    failed = ~np.asarray(ok, bool)
+    parts = []
+    for name, a, meaning in (("alpha_N", alpha_N, "no size term, size exponent -> 1"),
+                             ("alpha_E", alpha_E, "no data term, size exponent -> 0")):
+        n = int(np.sum(failed & (np.asarray(a) < BOUNDARY)))
+        if n:
+            parts.append(f"{n} ran to {name} -> 0 ({meaning})")
+    if not parts:
+        return ""
+    return f"; of the {int(failed.sum())} unconverged, " + " and ".join(parts)

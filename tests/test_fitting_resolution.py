@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fitting import FitWarning, fit_power_law, law, synthetic
-from fitting.resolution import SizeReach, verdict
+from fitting.resolution import SizeReach, boundary_failures, verdict
 
 DESIGN = synthetic.default_design(num_sizes=6, num_points=60, seeds=2)
 A_N, A_E = 0.5, 0.7
@@ -112,3 +112,18 @@ def test_design_checker_predicts_the_interval_of_a_design():
                                    (0.58, 0.58), alpha_sum=1.2, num_exponents=1, bootstrap=16,
                                    frontier_fraction=240.0)
     assert short.resolved_fraction == 0.0 and short.trials[0].frontier_ratio < 0.05
+
+
+def test_unconverged_resamples_are_described_by_the_boundary_they_ran_to():
+    a_n = np.array([0.3, 1e-5, 2e-3, 0.4, 0.5])
+    a_e = np.array([1.0, 0.9, 1.1, 1e-4, 1.2])
+    ok = np.array([True, False, False, False, False])
+    text = boundary_failures(a_n, a_e, ok)
+    assert "of the 4 unconverged" in text
+    assert "2 ran to alpha_N -> 0" in text and "1 ran to alpha_E -> 0" in text
+    assert boundary_failures(a_n, a_e, np.ones(5, bool)) == ""
+    # a converged resample at a small exponent is not counted as a failure
+    assert "alpha_N" not in boundary_failures(a_n, a_e, np.array([1, 1, 1, 0, 0], bool))
+    status, reason = verdict(converged=True, problem=None, reach=_reach(3, 2), resamples=5,
+                             resamples_converged=1, interval=None, failures=text)
+    assert status == "unresolved" and reason.endswith(text)
