@@ -290,7 +290,8 @@ class TapsConv(nn.Module):
 
 
 class Encoder(nn.Module):
-    """One tower's trunk: obs batch [B, *obs_shape] float32 -> features [B, units] float32.
+    """One tower's trunk: obs batch [B, *obs_shape] float32 -> features [B, units] float32,
+    the layers of ``encoder_layers`` applied in order.
 
     ``conv_impl`` ("lax" | "taps") picks how its convolutions are computed (module docstring);
     both take the same parameters and compute the same function.
@@ -301,49 +302,33 @@ class Encoder(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        cfg = self.cfg
-        act = ACTIVATIONS[cfg.activation]
-        sizes = _hidden_sizes(cfg)
-        if cfg.family == "mlp":
-            x = x.reshape(x.shape[0], -1)
-            for i, units in enumerate(sizes):
-                x = act(_dense(units, _HIDDEN_SCALE, f"dense_{i}")(x))
-            return x
-        if x.ndim != 4:
-            raise ValueError(f"{cfg.family} expects obs of shape [B, H, W, C], got {x.shape}")
-
-        def conv(features: int, kernel: int, padding: str, name: str) -> Callable:
-            def apply(x: jax.Array) -> jax.Array:
-                if self.conv_impl == "taps":
-                    fn = conv_taps if computed_as_taps(x.shape[-1], features) else conv_tap_grad
-                    return TapsConv(features, kernel, padding, fn, name=name)(x)
-                return _conv(features, kernel, padding, name)(x)
-
-            return apply
-
+        layers = encoder_layers(self.cfg, x.shape[1:])
+        act = ACTIVATIONS[self.cfg.activation]
         pool = dense_grad_max_pool if self.conv_impl == "taps" else nn.max_pool
-        if cfg.family == "mnist_cnn":
-            c1, c2, units = sizes
-            x = act(conv(c1, 5, "VALID", "conv_0")(x))
-            x = pool(x, (2, 2), (2, 2), "VALID")
-            x = act(conv(c2, 3, "VALID", "conv_1")(x))
-            x = pool(x, (2, 2), (2, 2), "VALID")
-        elif cfg.family == "small_cnn":
-            *channels, units = sizes
-            for i, c in enumerate(channels):
-                x = act(conv(c, 3, "SAME", f"conv_{i}")(x))
-        else:
-            *channels, units = sizes
-            for s, c in enumerate(channels):
-                x = conv(c, 3, "SAME", f"stack_{s}_conv")(x)
-                x = pool(x, (3, 3), (2, 2), "SAME")
-                for b in range(cfg.depth):
-                    y = conv(c, 3, "SAME", f"stack_{s}_block_{b}_conv_0")(act(x))
-                    y = conv(c, 3, "SAME", f"stack_{s}_block_{b}_conv_1")(act(y))
-                    x = x + y
-            x = act(x)
-        # contract (H, W, C) with a (H, W, C, out) kernel so channel padding stays at axis ends
-        return act(_dense(units, _HIDDEN_SCALE, "dense", axis=(-3, -2, -1))(x))
+        if layers[0].kind == "dense":
+            x = x.reshape(x.shape[0], -1)
+        for layer in layers:
+            if layer.residual == "save":
+                block_input = x
+            if layer.act_in:
+                x = act(x)
+            if layer.kind == "dense":
+                # contract every non-batch axis: after a conv trunk (H, W, C) with an
+                # (H, W, C, out) kernel, so channel padding stays at axis ends
+                x = _dense(layer.c_out, _HIDDEN_SCALE, layer.name, tuple(range(1 - x.ndim, 0)))(x)
+            elif self.conv_impl == "taps":
+                fn = conv_taps if computed_as_taps(layer.c_in, layer.c_out) else conv_tap_grad
+                x = TapsConv(layer.c_out, layer.kernel, layer.padding, fn, name=layer.name)(x)
+            else:
+                x = _conv(layer.c_out, layer.kernel, layer.padding, layer.name)(x)
+            if layer.residual == "add":
+                x = block_input + x
+            if layer.act_out:
+                x = act(x)
+            if layer.pool is not None:
+                window, stride, padding = layer.pool
+                x = pool(x, (window, window), (stride, stride), padding)
+        return x
 
 
 class ActorCritic(nn.Module):
@@ -399,7 +384,7 @@ def init_params(
     return jax.jit(build(cfg, num_actions).init)(key, dummy)
 
 
-# --------------------------------------------------------------------------- analytic counts
+# --------------------------------------------------------------------------- layers and counts
 
 
 def _same_taps(size: int, kernel: int) -> int:
@@ -410,12 +395,17 @@ def _same_taps(size: int, kernel: int) -> int:
 
 
 class Layer(NamedTuple):
-    """One weighted layer of an encoder (the same in both towers), as the flax module builds it.
+    """One weighted layer of an encoder (the same in both towers): what the flax module builds
+    (``Encoder`` applies the list in order) and what the counts derive from.
 
     name: its module name inside the encoder; kind "conv" or "dense"; kernel: k (1 for dense);
     c_in, c_out: input and output channels (dense: fan-in and units); positions: output
     positions H_out·W_out (1 for dense); taps: kernel taps inside the unpadded input summed over
-    the output positions (dense: 1); pooled: a max-pool follows it.
+    the output positions (dense: 1); padding: the conv's "VALID" or "SAME" (stride 1);
+    pool: (window, stride, padding) of the max-pool that follows it, or None; act_in / act_out:
+    the activation is applied to its input (IMPALA's pre-activation) / to its output, before the
+    pool; residual: "save" (its input starts a residual block), "add" (the block's input is
+    added to its output, before act_out) or "".
     """
 
     name: str
@@ -425,7 +415,11 @@ class Layer(NamedTuple):
     c_out: int
     positions: int
     taps: int
-    pooled: bool = False
+    padding: str = "VALID"
+    pool: tuple[int, int, str] | None = None
+    act_in: bool = False
+    act_out: bool = True
+    residual: str = ""
 
     @property
     def params(self) -> int:
@@ -444,42 +438,45 @@ TOWERS = {"policy_encoder": "policy", "policy_head": "policy", "aux_value_head":
 
 
 def encoder_layers(cfg: NetworkConfig, obs_shape: Sequence[int]) -> tuple[Layer, ...]:
-    """The encoder's weighted layers in order: the description the counts, the memory model and
-    the parameter labels derive from (`tests/test_networks.py` checks the flax module has
-    exactly these layers and shapes)."""
+    """The encoder's weighted layers in order: the one description the flax module is built from
+    and the counts, the memory model and the parameter labels derive from."""
     shape = _check_obs_shape(cfg, obs_shape)
-    sizes = _hidden_sizes(cfg)
+    *channels, units = sizes = _hidden_sizes(cfg)
     if cfg.family == "mlp":
-        fan_in, out = math.prod(shape), []
-        for i, units in enumerate(sizes):
-            out.append(Layer(f"dense_{i}", "dense", 1, fan_in, units, 1, 1))
-            fan_in = units
-        return tuple(out)
+        fan_ins = (math.prod(shape), *sizes[:-1])
+        return tuple(Layer(f"dense_{i}", "dense", 1, n, u, 1, 1)
+                     for i, (n, u) in enumerate(zip(fan_ins, sizes, strict=True)))
     h, w, c = shape
     out = []
-    if cfg.family == "mnist_cnn":
-        *channels, units = sizes
-        for i, (k, c_out) in enumerate(zip((5, 3), channels, strict=True)):
+
+    def conv(name: str, c_out: int, k: int, padding: str, pool=None, **kw) -> None:
+        nonlocal h, w, c
+        if padding == "VALID":
             h, w = h - k + 1, w - k + 1
-            out.append(Layer(f"conv_{i}", "conv", k, c, c_out, h * w, h * w * k * k, True))
-            h, w, c = h // 2, w // 2, c_out
+            taps = h * w * k * k
+        else:
+            taps = _same_taps(h, k) * _same_taps(w, k)
+        out.append(Layer(name, "conv", k, c, c_out, h * w, taps, padding, pool, **kw))
+        c = c_out
+        if pool is not None:
+            window, stride, valid = pool[0], pool[1], pool[2] == "VALID"
+            h, w = ((n - window) // stride + 1 if valid else -(-n // stride) for n in (h, w))
+
+    if cfg.family == "mnist_cnn":
+        for i, (k, c_out) in enumerate(zip((5, 3), channels, strict=True)):
+            conv(f"conv_{i}", c_out, k, "VALID", (2, 2, "VALID"))
     elif cfg.family == "small_cnn":
-        *channels, units = sizes
-        taps = _same_taps(h, 3) * _same_taps(w, 3)
         for i, c_out in enumerate(channels):
-            out.append(Layer(f"conv_{i}", "conv", 3, c, c_out, h * w, taps))
-            c = c_out
+            conv(f"conv_{i}", c_out, 3, "SAME")
     else:
-        *channels, units = sizes
         for s, c_out in enumerate(channels):
-            taps = _same_taps(h, 3) * _same_taps(w, 3)
-            out.append(Layer(f"stack_{s}_conv", "conv", 3, c, c_out, h * w, taps, True))
-            h, w, c = -(-h // 2), -(-w // 2), c_out
-            taps = _same_taps(h, 3) * _same_taps(w, 3)
+            conv(f"stack_{s}_conv", c_out, 3, "SAME", (3, 2, "SAME"), act_out=False)
             for b in range(cfg.depth):
-                out.extend(Layer(f"stack_{s}_block_{b}_conv_{j}", "conv", 3, c, c, h * w, taps)
-                           for j in range(2))
-    out.append(Layer("dense", "dense", 1, h * w * c, units, 1, 1))
+                for j, residual in enumerate(("save", "add")):
+                    conv(f"stack_{s}_block_{b}_conv_{j}", c_out, 3, "SAME", act_in=True,
+                         act_out=False, residual=residual)
+    # IMPALA applies the activation to the trunk's output (the last residual sum) too
+    out.append(Layer("dense", "dense", 1, h * w * c, units, 1, 1, act_in=cfg.family == "impala"))
     return tuple(out)
 
 
@@ -537,7 +534,7 @@ def activation_floats(cfg: NetworkConfig, obs_shape: Sequence[int]) -> dict[str,
             out["dense"] += 2 * size
             continue
         out["conv"] += 2 * size
-        out["pool"] += 2 * size if layer.pooled else 0
+        out["pool"] += 2 * size if layer.pool else 0
         if taps and computed_as_taps(layer.c_in, layer.c_out):
             out["taps"] += (1 if i == 0 else 2) * layer.kernel ** 2 * layer.positions * layer.c_in
     return out

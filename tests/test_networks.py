@@ -444,19 +444,18 @@ def test_width_for_param_ratio_rejects_bad_ratio():
     (networks.NetworkConfig("mlp", width=0.5, depth=3), (4,)),
     (networks.NetworkConfig("small_cnn", width=0.5, depth=2), MINATAR),
 ])
-def test_the_flax_module_has_exactly_the_described_layers(cfg, obs):
-    """The layer description (counts, memory model, labels) and the module cannot drift apart:
-    the same layer names, kernel shapes and output sizes (whose chain fixes the order)."""
+def test_the_layer_description_has_the_sizes_flax_infers(cfg, obs):
+    """The module is built from ``encoder_layers``; the sizes the description works out itself
+    (input channels or fan-in, output positions: the counts and the memory model) are the ones
+    flax infers from the observation."""
     shapes = networks.param_shapes(cfg, obs, 5)["params"]
     layers = networks.encoder_layers(cfg, obs)
-    for tower in ("policy_encoder", "value_encoder"):
-        assert sorted(shapes[tower]) == sorted(layer.name for layer in layers)
-        for layer in layers:
-            kernel = shapes[tower][layer.name]["kernel"].shape
-            if layer.kind == "conv":
-                assert kernel == (layer.kernel, layer.kernel, layer.c_in, layer.c_out)
-            else:
-                assert math.prod(kernel[:-1]) == layer.c_in and kernel[-1] == layer.c_out
+    for layer in layers:
+        kernel = shapes["policy_encoder"][layer.name]["kernel"].shape
+        if layer.kind == "conv":
+            assert kernel == (layer.kernel, layer.kernel, layer.c_in, layer.c_out)
+        else:
+            assert math.prod(kernel[:-1]) == layer.c_in and kernel[-1] == layer.c_out
     module = networks.build(cfg, 5, conv_impl="lax")
     x = jax.ShapeDtypeStruct((1, *obs), np.uint8)
 
