@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from fitting import fit_run, load_run, synthetic
-from fitting.report import best_per_size
+from fitting.curves import LearningCurve
+from fitting.report import best_per_size, curve_area
 
 
 def _run_dir(tmp_path, curves, lr_scales=(1.0,)):
@@ -87,3 +88,15 @@ def test_fit_run_splits_by_gamma_and_tests_the_exponent_against_the_horizon(tmp_
     assert set(summary["experiments"]) == {"gamma=0.5", "gamma=0.75"}
     assert summary["exponent_change"]["changes"] == change.changes
     assert len(summary["horizon"]["per_size"]) == len(both)
+
+
+def test_the_best_lr_is_the_best_curve_over_ln_e_not_the_best_last_point():
+    e = np.geomspace(1e3, 1e6, 61)
+    slow = np.clip(0.15 * np.log10(e / 1e3) + 0.1, 0, 0.6)  # reaches 0.6 at E = 1e6 only
+    fast = np.clip(0.3 * np.log10(e / 1e3) + 0.1, 0, 0.59)  # 0.59 from E = 5e4 on
+    x = np.log(e)
+    assert curve_area(e, fast) == pytest.approx(np.trapezoid(fast, x) / (x[-1] - x[0]))
+    curves = [LearningCurve(1000.0, e, s, seed=0, hparams={"lr_scale": lr})
+              for lr, s in ((1.0, slow), (2.0, fast))]
+    (kept,) = best_per_size(curves)
+    assert kept.hparams == {"lr_scale": 2.0}
