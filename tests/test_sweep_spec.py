@@ -55,7 +55,8 @@ def test_lr_rule_is_base_times_width_and_depth_powers():
     assert rule.lr(4.0, None) == pytest.approx(1e-3)
 
 
-@pytest.mark.parametrize("name", ["quickstart", "mnist_width", "mnist_horizon"])
+@pytest.mark.parametrize("name", ["quickstart", "mnist_width", "mnist_horizon",
+                                  "mnist_width_cpu", "mnist_horizon_cpu"])
 def test_shipped_specs_validate(name):
     spec = load_spec(specs.path(name))
     assert spec.env == "MNIST-v0"
@@ -67,8 +68,9 @@ def test_mnist_width_spans_1_64_to_8_times_params_in_factors_of_two():
     np.testing.assert_allclose(spec.axes["param_ratio"], 2.0 ** np.arange(-6, 4), rtol=1e-12)
 
 
-def test_mnist_horizon_sweeps_gamma_with_lambda_one():
-    spec = load_spec(specs.path("mnist_horizon"))
+@pytest.mark.parametrize("name", ["mnist_horizon", "mnist_horizon_cpu"])
+def test_mnist_horizon_sweeps_gamma_with_lambda_one(name):
+    spec = load_spec(specs.path(name))
     assert spec.train["gae_lambda"] == 1.0
     horizons = 1 / (1 - np.array(spec.axes["gamma"]))
     assert len(horizons) >= 4 and np.all(np.diff(horizons) > 0)
@@ -84,6 +86,7 @@ def test_readme_documents_every_schema_key():
 def test_readme_lists_every_shipped_spec():
     readme = (ROOT / "sweeps" / "README.md").read_text()
     assert set(specs.names()) == {"quickstart", "mnist_width", "mnist_horizon",
+                                  "mnist_width_cpu", "mnist_horizon_cpu",
                                   "coinrun_ppg_ewma", "coinrun_ppo"}
     for name in specs.names():
         assert f"| `{name}` |" in readme, f"shipped spec {name} not in sweeps/README.md"
@@ -94,7 +97,7 @@ def test_cli_takes_a_shipped_spec_by_name_and_names_them_when_unknown(capsys):
     assert "sweep 'quickstart'" in capsys.readouterr().out
     assert main(["sweep", "plan", "quickstrat"]) == 2
     err = capsys.readouterr().err
-    assert "quickstrat" in err and "mnist_width, quickstart" in err
+    assert "quickstrat" in err and "mnist_width_cpu, quickstart" in err
 
 
 def test_an_existing_file_wins_over_a_shipped_name(tmp_path, monkeypatch):
