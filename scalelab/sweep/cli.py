@@ -109,9 +109,10 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     print(format_report(report))
     for experiment in report.experiments:
         fit = experiment.fit
-        lo, hi = (fit.intervals or {}).get("size_exponent", (float("nan"), float("nan")))
-        print(f"\noptimal model size N_opt ∝ C^{fit.size_exponent:.3f} "
-              f"(5–95%: {lo:.3f}–{hi:.3f}); verdict: {fit.status} ({fit.status_reason})")
+        interval = (fit.intervals or {}).get("size_exponent")
+        ci = (f"5–95%: {interval[0]:.3f}–{interval[1]:.3f}" if interval else "no interval")
+        print(f"\noptimal model size N_opt ∝ C^{fit.size_exponent:.3f} ({ci}); "
+              f"verdict: {fit.status} ({fit.status_reason})")
     return 0
 
 
