@@ -14,14 +14,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from fitting import law
-from fitting.curves import LearningCurve
-from fitting.powerlaw import FitWarning, fit_power_law
+from fitting.curves import LearningCurve, group_curves
+from fitting.powerlaw import FitWarning, PowerLawFit, fit_power_law, interp_extend
 from fitting.resolution import Status
 
 
@@ -121,24 +121,31 @@ def logistic_map_for(true_law: SyntheticLaw, design: Design,
 
 
 def make_curves(true_law: SyntheticLaw, design: Design, *, noise: float = 0.05,
+                seed_noise: float = 0.0,
                 score_map: Callable[[np.ndarray], np.ndarray] | None = None,
                 flops_per_param: float | None = None, seed: int = 0) -> list[LearningCurve]:
-    """One LearningCurve per (size, seed): score = score_map(ln I) + noise·ε.
+    """One LearningCurve per (size, seed): score = score_map(ln I + seed_noise·δ) + noise·ε.
 
     noise: standard deviation of the i.i.d. Gaussian noise per point, as a fraction of the
     score map's range (high - low; 1 for maps without those attributes).
+    seed_noise: standard deviation of one Gaussian offset δ in ln I per run, the same at every
+    point: a run uniformly e^δ times more or less efficient than the law. Real seeds differ like
+    this, not only point by point (`seed_spread` measures it on a fit), and such noise does not
+    average out along a curve.
     score_map: monotone ln I → score; default `logistic_map_for(true_law, design)`.
     flops_per_param: if given, flops_per_interaction = flops_per_param · params.
     """
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+    if noise < 0 or seed_noise < 0:
+        raise ValueError(f"noise and seed_noise must be >= 0, got {noise}, {seed_noise}")
     g = score_map if score_map is not None else logistic_map_for(true_law, design)
     span = getattr(g, "high", 1.0) - getattr(g, "low", 0.0)
     rng = np.random.default_rng(seed)
     curves = []
     for n in design.sizes:
-        clean = g(true_law.log_intrinsic(n, design.interactions))
+        log_i = true_law.log_intrinsic(n, design.interactions)
         for s in range(design.seeds):
+            shift = seed_noise * rng.standard_normal() if seed_noise else 0.0
+            clean = g(log_i + shift)
             score = clean + noise * span * rng.standard_normal(clean.shape)
             flops = None if flops_per_param is None else flops_per_param * float(n)
             curves.append(LearningCurve(float(n), design.interactions, score, seed=s,
@@ -182,16 +189,19 @@ class DesignCheck:
 def check_design(sizes: ArrayLike, seeds: int, interactions: float,
                  exponent_range: tuple[float, float], *, alpha_sum: float = 1.0,
                  frontier_fraction: float = 1 / 8, noise: float = 0.02,
-                 num_points: int = 60, num_exponents: int = 3, bootstrap: int = 32,
-                 starts: int = 16, seed: int = 0) -> DesignCheck:
+                 seed_noise: float = 0.0, num_points: int = 60, num_exponents: int = 3,
+                 bootstrap: int = 32, starts: int = 16, seed: int = 0) -> DesignCheck:
     """Predict the size-exponent interval a sweep design gives, by simulating and fitting it.
 
     sizes (M,): the model sizes N; seeds: runs per size; interactions: the budget E_max per
     run, logged at num_points evenly spaced points. exponent_range: the prior range of the
     size exponent s = alpha_E/(alpha_N + alpha_E); num_exponents laws evenly spaced over it
     are simulated, with alpha_N + alpha_E = alpha_sum, the geometric-mean size on the
-    frontier at frontier_fraction·E_max (`law_for_design`), a logistic score map and
-    Gaussian noise (fraction of the score range) per point. Each is fitted with `bootstrap`
+    frontier at frontier_fraction·E_max (`law_for_design`), a logistic score map,
+    Gaussian noise (fraction of the score range) per point and a Gaussian offset of sd
+    seed_noise in ln I per run (`make_curves`; measure it on a pilot run's fit with
+    `seed_spread`: point noise alone makes designs look better than they are). Each is fitted
+    with `bootstrap`
     seed resamples. Cost: num_exponents fits with bootstrap (about a second each after the
     first compile on an idle CPU core for small designs).
     """
@@ -204,7 +214,7 @@ def check_design(sizes: ArrayLike, seeds: int, interactions: float,
     for i, s in enumerate(np.linspace(lo, hi, num_exponents)):
         truth = law_for_design((1 - s) * alpha_sum, s * alpha_sum, design,
                                frontier_fraction=frontier_fraction)
-        curves = make_curves(truth, design, noise=noise, seed=seed + i)
+        curves = make_curves(truth, design, noise=noise, seed_noise=seed_noise, seed=seed + i)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FitWarning)
             fit = fit_power_law(curves, bootstrap=bootstrap, seed=seed + i, starts=starts)
@@ -217,3 +227,23 @@ def check_design(sizes: ArrayLike, seeds: int, interactions: float,
             bool(interval and interval[0] <= s <= interval[1]), fit.status,
             float(np.exp(np.log(interactions) - log_e_star.min()))))
     return DesignCheck(tuple(trials))
+
+
+def seed_spread(fit: PowerLawFit, curves: Sequence[LearningCurve],
+                tail: float = 0.5) -> float:
+    """The seed-to-seed spread in ln I of fitted runs, for `check_design`'s seed_noise: each
+    run's mean ln I (through the fit's score map) over the last `tail` of its points, minus
+    the mean of its size's runs; the pooled standard deviation of those offsets (with the
+    n/(n-1) correction per size). Sizes with one run contribute nothing."""
+    offsets, dof = [], 0
+    for g in group_curves(curves):
+        if g.scores.shape[0] < 2:
+            continue
+        keep = g.interactions >= g.interactions[-1] * (1 - tail)
+        # the score map's end segments extended: single runs go past the seed means' range
+        y = interp_extend(g.scores[:, keep], fit.score_knots, fit.log_intrinsic_knots).mean(1)
+        offsets.append(y - y.mean())
+        dof += y.size - 1
+    if not dof:
+        raise ValueError("seed_spread needs a size with at least 2 runs")
+    return float(np.sqrt(np.sum(np.concatenate(offsets) ** 2) / dof))

@@ -127,3 +127,20 @@ def test_unconverged_resamples_are_described_by_the_boundary_they_ran_to():
     status, reason = verdict(converged=True, problem=None, reach=_reach(3, 2), resamples=5,
                              resamples_converged=1, interval=None, failures=text)
     assert status == "unresolved" and reason.endswith(text)
+
+
+def test_seed_spread_measures_the_per_run_offset_and_widens_the_predicted_interval():
+    design = synthetic.Design(DESIGN.sizes, DESIGN.interactions, seeds=8)
+    truth = synthetic.law_for_design(A_N, A_E, design)
+    curves = synthetic.make_curves(truth, design, noise=0.005, seed_noise=0.3, seed=1)
+    fit = _fit(curves)
+    # 6 sizes x 8 seeds: 42 degrees of freedom, a standard error of about 11%
+    assert synthetic.seed_spread(fit, curves) == pytest.approx(0.3, rel=0.25)
+    calm = synthetic.make_curves(truth, design, noise=0.005, seed=1)
+    assert synthetic.seed_spread(_fit(calm), calm) < 0.05
+    kw = dict(alpha_sum=1.2, num_exponents=1, bootstrap=16, noise=0.005)
+    point = synthetic.check_design(DESIGN.sizes, 2, float(DESIGN.interactions[-1]),
+                                   (0.58, 0.58), **kw)
+    runs = synthetic.check_design(DESIGN.sizes, 2, float(DESIGN.interactions[-1]),
+                                  (0.58, 0.58), seed_noise=0.3, **kw)
+    assert runs.trials[0].width > 3 * point.trials[0].width
