@@ -4,8 +4,9 @@
     scalelab sweep run mnist_horizon_cpu --out runs/horizon
     python reports/mnist/make.py --width runs/width --horizon runs/horizon
 
---width takes one or more run dirs of the width sweep (the report's was run in two parts, lr
-0.5-2 then 4-8: the union of their curves is fitted). Each run's spec.toml, manifest.json and
+--width and --horizon take one or more run dirs each (the report's width sweep was run in two
+parts, lr 0.5-2 then 4-8, and its horizon sweep too, seeds 0-1 then 2-3: the union of their
+curves is fitted). Each run's spec.toml, manifest.json and
 metrics.csv are copied into reports/mnist/<width|horizon>/runs/<run name>/ (the results;
 checkpoints stay behind); the fits (`fitting.fit_run`: fit.json and plots) go to
 reports/mnist/width and reports/mnist/horizon, with the lr-grid figure. Re-running it on the
@@ -112,7 +113,7 @@ def plot_horizon_per_size(study: HorizonStudy, save: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=Path, nargs="+", required=True)
-    parser.add_argument("--horizon", type=Path)
+    parser.add_argument("--horizon", type=Path, nargs="+")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     runs = [copy_results(run, HERE / "width") for run in args.width]
@@ -123,8 +124,9 @@ def main() -> None:
         print(f"width: {e.fit.status}: {e.fit.status_reason}; size exponent "
               f"{e.fit.size_exponent:.3f} {e.fit.intervals and e.fit.intervals['size_exponent']}")
     if args.horizon is not None:
-        run = copy_results(args.horizon, HERE / "horizon")
-        report = fitting.fit_run(fitting.load_run(run), HERE / "horizon", bootstrap=BOOTSTRAP,
+        runs = [copy_results(run, HERE / "horizon") for run in args.horizon]
+        curves = [c for run in runs for c in fitting.load_run(run)]
+        report = fitting.fit_run(curves, HERE / "horizon", bootstrap=BOOTSTRAP,
                                  horizon_target=HORIZON_TARGET)
         for e in report.experiments:
             print(f"horizon {e.label}: {e.fit.status}: size exponent {e.fit.size_exponent:.3f} "
