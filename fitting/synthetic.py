@@ -144,6 +144,7 @@ def make_curves(true_law: SyntheticLaw, design: Design, *, noise: float = 0.05,
     for n in design.sizes:
         log_i = true_law.log_intrinsic(n, design.interactions)
         for s in range(design.seeds):
+            # no draw without seed noise, so existing seeds give the curves they always gave
             shift = seed_noise * rng.standard_normal() if seed_noise else 0.0
             clean = g(log_i + shift)
             score = clean + noise * span * rng.standard_normal(clean.shape)
@@ -201,9 +202,8 @@ def check_design(sizes: ArrayLike, seeds: int, interactions: float,
     Gaussian noise (fraction of the score range) per point and a Gaussian offset of sd
     seed_noise in ln I per run (`make_curves`; measure it on a pilot run's fit with
     `seed_spread`: point noise alone makes designs look better than they are). Each is fitted
-    with `bootstrap`
-    seed resamples. Cost: num_exponents fits with bootstrap (about a second each after the
-    first compile on an idle CPU core for small designs).
+    with `bootstrap` seed resamples. Cost: num_exponents fits with bootstrap (about a second
+    each after the first compile on an idle CPU core for small designs).
     """
     lo, hi = exponent_range
     if not 0 < lo <= hi < 1:
