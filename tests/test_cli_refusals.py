@@ -4,27 +4,12 @@ shows the traceback; an unexpected failure is exit code 1 with a short message."
 from pathlib import Path
 
 import pytest
+from sweep_helpers import tiny_spec
 
 from scalelab import cli
 from scalelab.cli import main
 
-TINY = """
-name = "refusals"
-[env]
-name = "CartPole-v1"
-[network]
-family = "mlp"
-[train]
-num_envs = 4
-rollout_length = 8
-[budget]
-interactions = 64
-updates_per_chunk = 1
-[lr]
-base = 1e-3
-[axes]
-width = 0.25
-"""
+TINY = tiny_spec("refusals")
 MNIST_ENV = '[env]\nname = "MNIST-v0"\n'
 
 

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from sweep_helpers import tiny_spec
 
 from scalelab import networks
 from scalelab.sweep.plan import make_plan
@@ -28,31 +29,9 @@ from scalelab.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNKS = 6
-SPEC = f"""
-name = "tiny"
-[env]
-name = "CartPole-v1"
-[network]
-family = "mlp"
-[train]
-num_envs = 4
-rollout_length = 16
-update_epochs = 1
-num_minibatches = 2
-[budget]
-interactions = {CHUNKS * 2 * 64}
-updates_per_chunk = 2
-log_interval = 1
-checkpoint_every = 2
-[lr]
-base = 1e-3
-[plan]
-max_padding_overhead = 0.0
-[axes]
-width = [0.25, 0.5]
-seed = [0, 1, 2]
-gamma = [0.99, 0.9, 0.8]
-"""
+SPEC = tiny_spec("tiny", rollout_length=16, num_minibatches=2, interactions=CHUNKS * 2 * 64,
+                 updates_per_chunk=2, checkpoint_every=2, plan="max_padding_overhead = 0.0",
+                 axes="width = [0.25, 0.5]\nseed = [0, 1, 2]\ngamma = [0.99, 0.9, 0.8]")
 PADDED = SPEC.replace("max_padding_overhead = 0.0", "max_padding_overhead = 100.0")
 METRICS = ("episode_return_sum", "policy_loss", "value_loss", "entropy", "grad_norm", "episodes")
 
