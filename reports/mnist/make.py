@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import csv
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -33,6 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import fitting  # noqa: E402
+from fitting.curves import LearningCurve  # noqa: E402
 from fitting.horizon import HorizonStudy  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -51,27 +50,18 @@ def copy_results(run: Path, dest: Path) -> Path:
     return target
 
 
-def final_scores(runs: list[Path]) -> dict[tuple[int, float], list[float]]:
+def final_scores(curves: list[LearningCurve]) -> dict[tuple[int, float], list[float]]:
     """(params, lr_scale) -> each seed's mean score over the last 10% of interactions."""
     out: dict[tuple[int, float], list[float]] = collections.defaultdict(list)
-    for run in runs:
-        members = json.loads((run / "manifest.json").read_text())["members"]
-        scale = {int(m["member"]): float(m["lr_scale"]) for m in members}
-        rows = list(csv.DictReader((run / "metrics.csv").open()))
-        last = max(int(r["interactions"]) for r in rows)
-        per: dict[tuple[int, float, int], list[float]] = collections.defaultdict(list)
-        for r in rows:
-            if int(r["interactions"]) >= 0.9 * last and r["valid"] == "1":
-                key = (int(r["params"]), scale[int(r["member"])], int(r["seed"]))
-                per[key].append(float(r["score"]))
-        for (params, lr_scale, _), scores in sorted(per.items()):
-            out[(params, lr_scale)].append(float(np.mean(scores)))
+    for c in sorted(curves, key=lambda c: (c.params, c.hparams["lr_scale"], c.seed)):
+        tail = c.interactions >= 0.9 * c.interactions[-1]
+        out[(int(c.params), c.hparams["lr_scale"])].append(float(c.score[tail].mean()))
     return out
 
 
-def plot_lr_grid(runs: list[Path], save: Path) -> None:
+def plot_lr_grid(curves: list[LearningCurve], save: Path) -> None:
     """Final score (mean over seeds, bars: min-max of seeds) against N, one line per lr scale."""
-    finals = final_scores(runs)
+    finals = final_scores(curves)
     fig, ax = plt.subplots(figsize=(6, 4))
     for scale in sorted({s for _, s in finals}):
         keys = sorted(k for k in finals if k[1] == scale)
@@ -119,7 +109,7 @@ def main() -> None:
     runs = [copy_results(run, HERE / "width") for run in args.width]
     curves = [c for run in runs for c in fitting.load_run(run)]
     report = fitting.fit_run(curves, HERE / "width", bootstrap=BOOTSTRAP)
-    plot_lr_grid(runs, HERE / "width" / "lr_grid.png")
+    plot_lr_grid(curves, HERE / "width" / "lr_grid.png")
     for e in report.experiments:
         print(f"width: {e.fit.status}: {e.fit.status_reason}; size exponent "
               f"{e.fit.size_exponent:.3f} {e.fit.intervals and e.fit.intervals['size_exponent']}")
