@@ -4,7 +4,7 @@ fraction of this device's fp32 matmul peak; one JSON line per result.
 For each size (family, width, depth) the run first measures the peak (``peak_gflops``: a
 2048x2048 float32 ``jnp.dot``, median of ``--peak-repeats`` calls after a warm-up), then three
 compiled programs of the network the trainer builds for that size, each vmapped over ``--members``
-parameter sets:
+parameter sets and compiled with the trainer's XLA options (``scalelab.xla_options``):
 
 - ``act``: the forward pass at the rollout's batch (num_envs observations, the env's own);
 - ``update``: one minibatch step as the trainer takes it: value_and_grad of the clipped PPO loss,
@@ -57,6 +57,7 @@ from scalelab.config import TrainConfig
 from scalelab.sweep.plan import make_plan
 from scalelab.sweep.run import FusedRunner, SweepState
 from scalelab.sweep.spec import parse_spec, spec_for_config
+from scalelab.xla_options import compile_lowered
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "roofline.jsonl"
 PEAK_SIZE = 2048
@@ -145,14 +146,16 @@ def matmul_peak_gflops(repeats: int, n: int = PEAK_SIZE) -> float:
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def _members_axis(tree: Any, members: int) -> Any:
-    return jax.tree.map(lambda x: jnp.broadcast_to(x, (members, *x.shape)), tree)
+def compiled(fn: Callable, *args: Any) -> Any:
+    """jax.jit(fn) compiled for `args` with the options the trainer compiles its chunk programs
+    with (``scalelab.xla_options``)."""
+    return compile_lowered(jax.jit(fn).lower(*args), jax.devices()[0].platform)
 
 
 def act_program(runner: FusedRunner, sweep: SweepState) -> tuple[Callable[[], Any], int]:
     """The acting forward pass on every member's current observations; (call, observations)."""
     state = sweep.groups[0]
-    apply = jax.jit(jax.vmap(runner.statics[0].apply_fn))
+    apply = compiled(jax.vmap(runner.statics[0].apply_fn), state.params, state.obs)
     return (lambda: apply(state.params, state.obs)), state.obs.shape[0] * state.obs.shape[1]
 
 
@@ -184,8 +187,8 @@ def minibatch_update(
         )
         return params, opt_state, info, norm
 
-    step = jax.jit(jax.vmap(step))
     carry = [params, jax.vmap(optimizer.init)(params)]
+    step = compiled(jax.vmap(step), *carry, minibatch)
 
     def call():
         params, opt_state, info, norm = step(*carry, minibatch)

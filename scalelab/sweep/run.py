@@ -68,6 +68,7 @@ from scalelab.sweep.plan import Plan, make_plan, member_network
 from scalelab.sweep.rundir import RunDir
 from scalelab.sweep.spec import SpecError, parse_spec, train_config
 from scalelab.tensorboard import TensorBoardWriter
+from scalelab.xla_options import compile_lowered
 
 __all__ = ["COUNTS", "FusedRunner", "Progress", "SweepState", "execute", "run_spec",
            "run_sweep", "window_means"]
@@ -190,6 +191,7 @@ class FusedRunner:
         spec = plan.spec
         devices = list(jax.devices() if devices is None else devices)
         self.mesh = Mesh(np.array(devices), (_AXIS,))
+        self.platform = devices[0].platform
         self.members_sharding = NamedSharding(self.mesh, PartitionSpec(_AXIS))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.env = plan.env
@@ -374,7 +376,7 @@ class FusedRunner:
         key = (state_envs(state), updates)
         if key not in self._compiled:
             t = time.perf_counter()
-            self._compiled[key] = self.lower_chunk(state, updates).compile()
+            self._compiled[key] = compile_lowered(self.lower_chunk(state, updates), self.platform)
             self.compile_seconds += time.perf_counter() - t
         return self._compiled[key]
 
@@ -391,10 +393,10 @@ class FusedRunner:
         if (envs, num_envs) not in self._grow:
             t = time.perf_counter()
             target = self.abstract_state(num_envs)
-            self._grow[envs, num_envs] = jax.jit(
+            self._grow[envs, num_envs] = compile_lowered(jax.jit(
                 partial(self._grown, num_envs=num_envs), donate_argnums=0,
                 out_shardings=jax.tree.map(lambda x: x.sharding, target),
-            ).lower(state, self.env_params).compile()
+            ).lower(state, self.env_params), self.platform)
             self.compile_seconds += time.perf_counter() - t
         return self._grow[envs, num_envs](state, self.env_params)
 

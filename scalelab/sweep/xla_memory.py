@@ -31,6 +31,7 @@ import jax
 
 from scalelab.sweep.plan import make_plan
 from scalelab.sweep.run import FusedRunner
+from scalelab.xla_options import compile_lowered
 
 __all__ = ["FAST_COMPILE", "program_bytes", "xla_member_bytes"]
 
@@ -58,7 +59,7 @@ def _group_program_bytes(plan: Any, group: Any, members: int,
     runner = FusedRunner(make_plan(spec), devices=jax.devices()[:1])
     state = runner.abstract_state(num_envs=max(plan.chunk_envs))
     lowered = runner.lower_chunk(state)
-    return program_bytes(lowered.compile(compiler_options=compiler_options))
+    return program_bytes(compile_lowered(lowered, runner.platform, compiler_options))
 
 
 def xla_member_bytes(plan: Any, group: Any, compiler_options: dict[str, Any] | None = None
