@@ -55,6 +55,7 @@ select-and-scatter.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -65,7 +66,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from scalelab.conv_tap_grad import conv_tap_grad
+from scalelab.conv_tap_grad import conv_tap_grad, kernel_grad
 from scalelab.maxpool import max_pool as dense_grad_max_pool
 
 FAMILIES = ("mnist_cnn", "mlp", "impala", "small_cnn")
@@ -244,7 +245,7 @@ def _same_pads(size: int, kernel: int) -> tuple[int, int]:
     return (kernel - 1) // 2, kernel // 2
 
 
-def conv_taps(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
+def _tap_sum(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
     """Stride-1 2-D convolution (cross-correlation) of x [B, H, W, C_in] with ``kernel``
     [kh, kw, C_in, C_out] -> [B, H_out, W_out, C_out], no bias; same as
     ``lax.conv_general_dilated(x, kernel, (1, 1), padding)`` in NHWC/HWIO.
@@ -252,6 +253,10 @@ def conv_taps(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
     y[b, h, w, o] = sum_{i, j} sum_c x_pad[b, h + i, w + j, c] * kernel[i, j, c, o], x_pad being
     x zero-padded as XLA pads for ``padding`` ("VALID" or "SAME"): a sum over the kh*kw taps of a
     shifted slice times a (C_in x C_out) matrix. Nothing of size kh*kw*|x| is materialized.
+
+    Reverse mode is a custom VJP: the input gradient is the autodiff of that tap sum, the kernel
+    gradient ``conv_tap_grad.kernel_grad`` (by rows for these few-channel layers): equal to the
+    autodiff kernel gradient up to float rounding.
     """
     kh, kw, c_in, _ = kernel.shape
     if x.ndim != 4 or x.shape[-1] != c_in:
@@ -269,6 +274,25 @@ def conv_taps(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
             )
             out = tap if out is None else out + tap
     return out
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_taps(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
+    return _tap_sum(x, kernel, padding)
+
+
+def _conv_taps_fwd(x: jax.Array, kernel: jax.Array, padding: str) -> tuple[jax.Array, tuple]:
+    return _tap_sum(x, kernel, padding), (x, kernel)
+
+
+def _conv_taps_bwd(padding: str, residuals: tuple, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x, kernel = residuals
+    _, input_vjp = jax.vjp(lambda x: _tap_sum(x, kernel, padding), x)
+    return input_vjp(g)[0], kernel_grad(x, g, kernel.shape, padding)
+
+
+conv_taps.defvjp(_conv_taps_fwd, _conv_taps_bwd)
+conv_taps.__doc__ = _tap_sum.__doc__
 
 
 class TapsConv(nn.Module):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from scalelab.conv_tap_grad import conv_tap_grad
+from scalelab.conv_tap_grad import conv_tap_grad, kernel_grad_rows, kernel_grad_taps
 
 
 def _lax_conv(x, kernel, padding):
@@ -44,3 +44,26 @@ def test_conv_tap_grad_equals_lax_conv(x_shape, k_shape, padding):
     np.testing.assert_array_equal(np.asarray(dx), np.asarray(ref_dx))
     scale = float(jnp.abs(ref_dk).max())
     np.testing.assert_allclose(np.asarray(dk), np.asarray(ref_dk), rtol=0, atol=2e-5 * scale)
+
+
+@pytest.mark.parametrize("x_shape, k_shape, padding", [
+    *CASES,
+    ((2, 9, 13, 2), (3, 5, 2, 3), "VALID"),
+    ((2, 9, 13, 2), (5, 3, 2, 3), "SAME"),
+    ((1, 6, 4, 1), (2, 4, 1, 1), "SAME"),
+])
+def test_both_kernel_gradients_equal_lax_autodiff(x_shape, k_shape, padding):
+    """kernel_grad_rows and kernel_grad_taps each equal the lax convolution's autodiff kernel
+    gradient up to float rounding, including non-square images and kernels and even kernels
+    under SAME (where XLA pads more after than before)."""
+    kx, kk, kc = jax.random.split(jax.random.key(1), 3)
+    x, kernel = jax.random.normal(kx, x_shape), jax.random.normal(kk, k_shape)
+    g = jax.random.normal(kc, _lax_conv(x, kernel, padding).shape)
+    ref = jax.vjp(lambda k: _lax_conv(x, k, padding), kernel)[1](g)[0]
+    pads = lax.padtype_to_pads(x_shape[1:3], k_shape[:2], (1, 1), padding)
+    x_pad = jnp.pad(x, [(0, 0), *pads, (0, 0)])
+    scale = float(jnp.abs(ref).max())
+    for fn in (kernel_grad_rows, kernel_grad_taps):
+        got = fn(x_pad, g, *k_shape[:2])
+        assert got.shape == k_shape
+        np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=0, atol=2e-5 * scale)
