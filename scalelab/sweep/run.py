@@ -60,7 +60,7 @@ import envs_jax
 from scalelab import members, networks
 from scalelab.algos.noise_scale import noise_scale_from_sums
 from scalelab.config import TrainConfig
-from scalelab.members import MemberHparams, MemberState, UpdateMetrics
+from scalelab.members import MemberHparams, UpdateMetrics
 from scalelab.sweep.capacity import check_memory
 from scalelab.sweep.integrity import IntegrityError, checkpoint_problem, write_checkpoint_sums
 from scalelab.sweep.lock import RunLock, RunLockedError
@@ -239,57 +239,49 @@ class FusedRunner:
     def _shard(self, tree: Any) -> Any:
         return _put(tree, self.members_sharding)
 
-    def _keys(self, g: int) -> jax.Array:
-        return members.member_root_keys([self.plan.members[i].seed for i in self.slots[g]])
+    def _seeds(self) -> tuple[np.ndarray, ...]:
+        """Per group its slots' seeds (uint32), the arguments of the init program."""
+        return tuple(np.asarray([self.plan.members[i].seed for i in slots], np.uint32)
+                     for slots in self.slots)
 
-    def _group_params(self, g: int) -> Any:
-        """Fresh params of group g's slots: each member initialized at its own width from its
-        seed, then zero-padded (see `init_state`).
+    def _group_params(self, g: int, keys: jax.Array) -> Any:
+        """Fresh params of group g's slots from their root keys (traced inside `_init`): each
+        member initialized at its own width from its key, then zero-padded to the group's network.
 
-        One compiled program per group, whatever its number of members: the members of each
-        network config are initialized one after another by a `lax.map` over their keys (not
-        vmapped), then put back in slot order.
+        The members of each network config are initialized one after another by a `lax.map` over
+        their keys (not vmapped: see `init_state`), then put back in slot order.
         """
         plan, group = self.plan, self.plan.groups[g]
         cfgs = [self.networks[i] for i in self.slots[g]]
         distinct = list(dict.fromkeys(cfgs))
         index = [np.asarray([s for s, c in enumerate(cfgs) if c == cfg]) for cfg in distinct]
         to_slots = np.argsort(np.concatenate(index))
+        parts = [lax.map(partial(_init_padded, cfg, group.network, plan.obs_shape,
+                                 plan.num_actions), keys[idx])
+                 for cfg, idx in zip(distinct, index, strict=True)]
+        return jax.tree.map(lambda *x: jnp.concatenate(x)[to_slots], *parts)
 
-        def init(seeds: jax.Array) -> Any:
-            keys = members.member_root_keys(seeds)
-            parts = [lax.map(partial(_init_padded, cfg, group.network, plan.obs_shape,
-                                     plan.num_actions), keys[idx])
-                     for cfg, idx in zip(distinct, index, strict=True)]
-            return jax.tree.map(lambda *x: jnp.concatenate(x)[to_slots], *parts)
-
-        seeds = np.asarray([self.plan.members[i].seed for i in self.slots[g]], np.uint32)
-        return self._jit(("params", g), init)(seeds)
-
-    def _group_env_params(self, g: int, env_params: Any) -> Any:
-        """Group g's slots' own env params (their level pools), or () if shared."""
-        if not self.member_pools:
-            return ()
-        return members.init_level_pools(self.statics[g], self._keys(g), env_params)
-
-    def _group_members(self, g: int, num_envs: int, hparams: MemberHparams, params: Any,
-                       env_params: Any) -> MemberState:
-        """Group g's initial MemberState from its params (optimizer, env resets, counters),
-        with num_envs envs (grown from the first chunk's as the batch schedule does)."""
-        state = members.init_members(self.statics[g], hparams, self._keys(g), params, env_params)
-        return members.grow_members(self.statics[g], state, num_envs, env_params)[1]
-
-    def _init(self, hparams: tuple, env_params: Any, num_envs: int) -> SweepState:
-        pools = tuple(self._group_env_params(g, env_params) for g in range(len(hparams)))
+    def _init(self, hparams: tuple, seeds: tuple, env_params: Any, num_envs: int) -> SweepState:
+        """The initial SweepState (unsharded) from per group its slots' hparams and seeds: params
+        (`_group_params`), the slots' own level pools if the env has them, then optimizer, env
+        resets and counters (`members.init_members`, grown to num_envs envs as the batch
+        schedule does)."""
+        groups, pools = [], []
+        for g, (hp, s) in enumerate(zip(hparams, seeds, strict=True)):
+            keys = members.member_root_keys(s)
+            static = self.statics[g]
+            pool = members.init_level_pools(static, keys, env_params) if self.member_pools else ()
+            ep = pool if self.member_pools else env_params
+            state = members.init_members(static, hp, keys, self._group_params(g, keys), ep)
+            groups.append(members.grow_members(static, state, num_envs, ep)[1])
+            pools.append(pool)
         return SweepState(
-            groups=tuple(self._group_members(g, num_envs, hp, self._group_params(g),
-                                             pools[g] if self.member_pools else env_params)
-                         for g, hp in enumerate(hparams)),
+            groups=tuple(groups),
             frozen=tuple(jnp.zeros(len(s), bool) for s in self.slots),
             fault_update=tuple(jnp.full(len(s), -1, jnp.int32) for s in self.slots),
             chunk=jnp.zeros((), jnp.int32),
             updates=jnp.zeros((), jnp.int32),
-            env_params=pools if self.member_pools else (),
+            env_params=tuple(pools) if self.member_pools else (),
         )
 
     def _state_shardings(self, state: Any) -> Any:
@@ -299,36 +291,23 @@ class FusedRunner:
     def init_state(self) -> SweepState:
         """The sweep's initial state, sharded over the mesh.
 
-        Parameters are initialized by one compiled program per group (a `lax.map` over the
-        members of each network config, not vmapped), the rest of each group's state by one
-        compiled program, on this process's first device; the state is then copied through the
-        host into the member sharding (each process fills the shards it owns). On this XLA:CPU
-        (jax 0.10.2) a vmapped `networks.init_params` of the MNIST CNN (4 keys) hangs
-        reproducibly (batched QR of the orthogonal init), and initializing straight into the
-        sharding hung too.
+        One compiled program (`_init`, kept by `_jit`: a second call compiles nothing) computes
+        the whole state on this process's first local device from the groups' hparams and seeds
+        and the shared env params: every group's params (per network config a `lax.map` over
+        its members, not vmapped), the slots' level pools if the env has them, their member
+        state (optimizer, env resets, counters), the fault flags and the counters. The result is
+        copied through the host into the member sharding (each process fills the shards it
+        owns, `_put`); its shapes are read from the result (no separate `jax.eval_shape`
+        trace). On this XLA:CPU (jax 0.10.2) a vmapped `networks.init_params` of the MNIST CNN
+        (4 keys) hangs reproducibly (batched QR of the orthogonal init), and initializing
+        straight into the sharding hung too.
         """
         envs = self.plan.chunks[0][0]
-        shape = jax.eval_shape(partial(self._init, num_envs=envs), self.hparams, self.env_params)
         device = jax.local_devices()[0]
-        env_params = jax.device_put(self._env_params_host, device)
-        groups, pools = [], []
-        for g, hp in enumerate(self._hparams_host):
-            with jax.default_device(device):
-                params = self._group_params(g)
-            pool = self._jit(("pools", g), partial(self._group_env_params, g))(env_params)
-            state = self._jit(("members", g, envs), partial(self._group_members, g, envs))(
-                jax.device_put(hp, device), params, pool if self.member_pools else env_params)
-            groups.append(jax.tree.map(np.asarray, state))
-            pools.append(jax.tree.map(np.asarray, pool))
-        host = shape.replace(
-            groups=tuple(groups),
-            env_params=tuple(pools) if self.member_pools else (),
-            frozen=tuple(np.zeros(x.shape, bool) for x in shape.frozen),
-            fault_update=tuple(np.full(x.shape, -1, np.int32) for x in shape.fault_update),
-            chunk=np.zeros((), np.int32),
-            updates=np.zeros((), np.int32),
-        )
-        return jax.tree.map(_put, host, self._state_shardings(shape))
+        args = jax.device_put((self._hparams_host, self._seeds(), self._env_params_host), device)
+        state = self._jit(("init", envs), partial(self._init, num_envs=envs))(*args)
+        host = jax.tree.map(np.asarray, state)
+        return jax.tree.map(_put, host, self._state_shardings(host))
 
     def _fused(self, state: SweepState, hparams: tuple, env_params: Any, num_envs: int,
                updates: int) -> tuple[SweepState, tuple]:
@@ -404,7 +383,8 @@ class FusedRunner:
         """Shapes, dtypes and shardings of a SweepState with `num_envs` envs (default: the first
         chunk's): the restore target of checkpoints."""
         envs = self.plan.chunks[0][0] if num_envs is None else num_envs
-        shape = jax.eval_shape(partial(self._init, num_envs=envs), self.hparams, self.env_params)
+        shape = jax.eval_shape(partial(self._init, num_envs=envs), self.hparams, self._seeds(),
+                               self.env_params)
         return jax.tree.map(
             lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
             shape, self._state_shardings(shape))
