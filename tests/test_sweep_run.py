@@ -237,8 +237,9 @@ ALGO_CASES = {
 def _algo_spec(algo, objective, axes, chunks=2, train=""):
     """Two widths padded into one group, one seed, `chunks` chunks of 2 updates (PPG: N_π = 2,
     so an auxiliary phase ends each chunk), and an algorithm hyperparameter axis."""
+    phasic = "ppg_n_pi = 2\naux_epochs = 2\n" if algo.startswith("ppg") else ""
     return (PADDED.replace("num_minibatches = 2", f"num_minibatches = 2\nalgo = \"{algo}\"\n"
-                           f"objective = \"{objective}\"\nppg_n_pi = 2\naux_epochs = 2\n{train}")
+                           f"objective = \"{objective}\"\n{phasic}{train}")
             .replace(f"interactions = {CHUNKS * 2 * 64}", f"interactions = {chunks * 2 * 64}")
             .replace("seed = [0, 1, 2]\ngamma = [0.99, 0.9, 0.8]", f"seed = [3]\n{axes}"))
 
