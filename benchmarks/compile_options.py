@@ -32,7 +32,7 @@ from scalelab import specs
 from scalelab.sweep.plan import make_plan
 from scalelab.sweep.run import FusedRunner
 from scalelab.sweep.spec import parse_spec, spec_for_config
-from scalelab.xla_options import compile_lowered, options_for
+from scalelab.xla_options import compile_lowered
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "compile_options.jsonl"
 
@@ -52,7 +52,7 @@ def compare(name: str, runner: FusedRunner, rounds: int) -> dict[str, Any]:
     lowered = runner.lower_chunk(state, updates)
     programs, compile_s = {}, {}
     for label, build in (("xla_default", lambda: lowered.compile()),
-                         ("scalelab", lambda: compile_lowered(lowered, runner.platform))):
+                         ("scalelab", lambda: compile_lowered(lowered, runner.compile_options))):
         t = time.perf_counter()
         programs[label] = build()
         compile_s[label] = round(time.perf_counter() - t, 2)
@@ -73,7 +73,7 @@ def compare(name: str, runner: FusedRunner, rounds: int) -> dict[str, Any]:
     return dict(
         bench="compile_options", case=name, members=len(runner.plan.members),
         groups=len(runner.plan.groups), updates_per_chunk=updates,
-        options=options_for(runner.platform), rounds=rounds,
+        options=runner.compile_options, rounds=rounds,
         median_s_xla_default=round(med["xla_default"], 4),
         median_s_scalelab=round(med["scalelab"], 4),
         speedup=round(med["xla_default"] / med["scalelab"], 3), compile_s=compile_s,

@@ -29,7 +29,7 @@ from scalelab import conv_tap_grad, specs
 from scalelab.sweep.plan import make_plan
 from scalelab.sweep.run import FusedRunner
 from scalelab.sweep.spec import parse_spec
-from scalelab.xla_options import compile_lowered
+from scalelab.xla_options import compile_lowered, options_for
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "kernel_grad.jsonl"
 # (members, batch, padded H = W, kernel, C_in, C_out): MNIST conv_0 / conv_1 at the quickstart's
@@ -55,7 +55,8 @@ METHODS = {"taps": conv_tap_grad.kernel_grad_taps, "rows": conv_tap_grad.kernel_
 
 
 def _median_ms(fn: Any, args: tuple, calls: int) -> float:
-    compiled = compile_lowered(jax.jit(fn).lower(*args), jax.devices()[0].platform)
+    compiled = compile_lowered(jax.jit(fn).lower(*args),
+                               options_for(jax.devices()[0].platform, convolutional=True))
     jax.block_until_ready(compiled(*args))
     times = []
     for _ in range(calls):
@@ -89,7 +90,8 @@ def chunk_line(rounds: int) -> dict[str, Any]:
     for label, cut in (("taps", 0), ("rows", saved)):
         conv_tap_grad.ROWS_MAX_CHANNELS = cut
         try:
-            programs[label] = compile_lowered(runner.lower_chunk(state, updates), runner.platform)
+            programs[label] = compile_lowered(runner.lower_chunk(state, updates),
+                                             runner.compile_options)
         finally:
             conv_tap_grad.ROWS_MAX_CHANNELS = saved
     carries = {label: jax.tree.map(jnp.copy, state) for label in programs}

@@ -146,25 +146,27 @@ def matmul_peak_gflops(repeats: int, n: int = PEAK_SIZE) -> float:
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def compiled(fn: Callable, *args: Any) -> Any:
-    """jax.jit(fn) compiled for `args` with the options the trainer compiles its chunk programs
-    with (``scalelab.xla_options``)."""
-    return compile_lowered(jax.jit(fn).lower(*args), jax.devices()[0].platform)
+def compiled(options: dict[str, Any], fn: Callable, *args: Any) -> Any:
+    """jax.jit(fn) compiled for `args` with XLA compiler `options` (``scalelab.xla_options``)."""
+    return compile_lowered(jax.jit(fn).lower(*args), options)
 
 
 def act_program(runner: FusedRunner, sweep: SweepState) -> tuple[Callable[[], Any], int]:
     """The acting forward pass on every member's current observations; (call, observations)."""
     state = sweep.groups[0]
-    apply = compiled(jax.vmap(runner.statics[0].apply_fn), state.params, state.obs)
+    apply = compiled(runner.compile_options, jax.vmap(runner.statics[0].apply_fn), state.params,
+                     state.obs)
     return (lambda: apply(state.params, state.obs)), state.obs.shape[0] * state.obs.shape[1]
 
 
 def minibatch_update(
-    apply_fn: Callable, config: TrainConfig, num_actions: int, params: Any, obs: jax.Array
+    apply_fn: Callable, config: TrainConfig, num_actions: int, params: Any, obs: jax.Array,
+    options: dict[str, Any] | None = None,
 ) -> Callable[[], Any]:
     """A call doing one minibatch step as the trainer does (PPO loss gradient, global-norm clip,
     Adam; ``config``'s coefficients) for every member of ``params`` on ``obs`` [M, n, *obs_shape]
-    with random actions, advantages and returns, its params and Adam state fed back."""
+    with random actions, advantages and returns, its params and Adam state fed back; compiled
+    with XLA compiler ``options`` (default none)."""
     members, size = obs.shape[:2]
     keys = jax.random.split(jax.random.key(1), 4)
     minibatch = ppo.Batch(
@@ -188,7 +190,7 @@ def minibatch_update(
         return params, opt_state, info, norm
 
     carry = [params, jax.vmap(optimizer.init)(params)]
-    step = compiled(jax.vmap(step), *carry, minibatch)
+    step = compiled(options or {}, jax.vmap(step), *carry, minibatch)
 
     def call():
         params, opt_state, info, norm = step(*carry, minibatch)
@@ -206,7 +208,7 @@ def update_program(runner: FusedRunner, sweep: SweepState) -> tuple[Callable[[],
     repeats = -(-size // cfg.num_envs)
     obs = jnp.tile(state.obs, (1, repeats) + (1,) * (state.obs.ndim - 2))[:, :size]
     call = minibatch_update(runner.statics[0].apply_fn, cfg, runner.env.num_actions,
-                            state.params, obs)
+                            state.params, obs, runner.compile_options)
     return call, members * size
 
 

@@ -128,6 +128,7 @@ def train(config: TrainConfig, num_seeds: int = 1, *, out: str | Path | None = N
         if not force:
             check_memory(plan, list(jax.devices() if devices is None else devices))
         runner = FusedRunner(plan, devices)
+        runner.compile_ahead()
         state, rows = execute(runner, runner.init_state(), progress=progress)
     else:
         runner, state = run_spec(text, f"{config.env} config", out, progress=progress,

@@ -18,14 +18,14 @@ whose terms come from XLA:CPU's buffer assignment of the chunk program (read fro
 `--xla_dump_to` dumps while varying one factor at a time): the state (parameters, gradients, Adam
 moments), the rollout's transitions, PPG's buffer, level pools (twice: a refresh writes a copy),
 and the peak of a minibatch update, which dominates for CNNs and is linear in the minibatch size:
-per observation, a few float32 buffers per conv output (its value and gradient), ~7 more where a
-max-pool follows (XLA:CPU expands the max-pool gradient into a scatter with s32 index buffers of
-the pre-pool size), one per shifted input slice of a "taps" convolution
-(`scalelab.networks.conv_taps`, the CPU default for few-channel layers: each slice is materialized
-for the kernel gradient), 3.5 per dense output and 0.6 per observation float. The coefficients were
-fitted on 31 CPU configs (mnist_cnn, impala, mlp; ppo, ppo_ewma, ppg, ppg_ewma; num_envs,
-rollout_length, minibatches, epochs, width, depth, lax vs taps): estimate / XLA was 0.87-1.19 for
-the PPO algorithms and 0.70-1.25 for PPG (whose auxiliary phase is modelled only by its buffer).
+per observation, 2.6 float32 buffers per conv output (its value and gradient, pre-pool), 0.28 per
+shifted input slice of a "taps" convolution (`scalelab.networks.conv_taps`, the CPU default for
+few-channel layers), 2.0 per dense output; the max-pools (dense-gradient, `scalelab.maxpool`) and
+the observation floats add nothing measurable beyond these. The coefficients were refitted
+(non-negative least squares on estimate / XLA) on 9 CPU configs (mnist_cnn widths 1/64-1/8,
+impala 1/32-1/8 at depth 1-2, mlp; ppo, ppo_ewma, ppg; 8-32 envs) when the kernel gradients went
+by rows and the conv programs lost XLA:CPU's YNNPACK fusions (`scalelab.xla_options`), which cut
+the MNIST members' bytes to about a third: estimate / XLA 0.84-1.10.
 Stated tolerance: within a factor 1.5 of XLA:CPU (`tests/test_sweep_memory.py`). `sweep plan
 --compile` prints XLA's exact number per group instead (two compiles per group, no allocation).
 On a GPU the buffer assignment differs (library convolutions, native max-pool gradients, other
@@ -78,8 +78,8 @@ _PARAM_COPIES = 3
 # float32 buffers per float of each layer kind (see `networks.activation_floats`) and of the
 # observation, alive at the peak of a minibatch update: fitted to XLA:CPU's buffer assignment
 # (module docstring).
-_PER_LAYER_KIND = {"conv": 1.2, "pool": 7.2, "taps": 0.75, "dense": 3.5}
-_OBS = 0.6
+_PER_LAYER_KIND = {"conv": 2.6, "pool": 0.0, "taps": 0.28, "dense": 2.0}
+_OBS = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

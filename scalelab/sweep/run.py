@@ -35,6 +35,7 @@ chunks done and the num_envs of the state after each, which is how a checkpoint 
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import math
@@ -68,7 +69,7 @@ from scalelab.sweep.plan import Plan, make_plan, member_network
 from scalelab.sweep.rundir import RunDir
 from scalelab.sweep.spec import SpecError, parse_spec, train_config
 from scalelab.tensorboard import TensorBoardWriter
-from scalelab.xla_options import compile_lowered
+from scalelab.xla_options import compile_lowered, options_for
 
 __all__ = ["COUNTS", "FusedRunner", "Progress", "SweepState", "execute", "run_spec",
            "run_sweep", "window_means"]
@@ -192,6 +193,8 @@ class FusedRunner:
         devices = list(jax.devices() if devices is None else devices)
         self.mesh = Mesh(np.array(devices), (_AXIS,))
         self.platform = devices[0].platform
+        # the XLA compiler options of its chunk programs (scalelab.xla_options)
+        self.compile_options = options_for(self.platform, plan.family != "mlp")
         self.members_sharding = NamedSharding(self.mesh, PartitionSpec(_AXIS))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.env = plan.env
@@ -223,6 +226,7 @@ class FusedRunner:
         self.hparams = tuple(self._shard(hp) for hp in hparams)
         self.compile_seconds = 0.0
         self._compiled: dict[tuple[int, int], Any] = {}
+        self._ahead: dict[tuple[int, int], concurrent.futures.Future] = {}
         self._grow: dict[tuple[int, int], Any] = {}
         self._jitted: dict[tuple, Any] = {}
 
@@ -349,13 +353,33 @@ class FusedRunner:
         fused = partial(self._fused, num_envs=state_envs(state), updates=n)
         return jax.jit(fused, donate_argnums=0).lower(state, self.hparams, self.env_params)
 
+    def compile_ahead(self, num_envs: int | None = None, updates: int | None = None) -> None:
+        """Start compiling the chunk program of `num_envs` envs and `updates` updates (default:
+        the first chunk's) in a background thread, from the state's abstract shapes
+        (`abstract_state`), so that it overlaps `init_state` (whose own compile is most of its
+        time); `compiled_chunk` then waits for it. XLA compiles a program on one core, so with
+        two or more the two compiles run side by side. The program is the one `compiled_chunk`
+        would compile from the real state (the same lowered text)."""
+        first_envs, first_updates = self.plan.chunks[0]
+        key = (first_envs if num_envs is None else num_envs,
+               first_updates if updates is None else updates)
+        if key in self._compiled or key in self._ahead:
+            return
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="scalelab-compile")
+        self._ahead[key] = pool.submit(lambda: compile_lowered(
+            self.lower_chunk(self.abstract_state(key[0]), key[1]), self.compile_options))
+        pool.shutdown(wait=False)
+
     def compiled_chunk(self, state: SweepState, updates: int) -> Any:
         """The compiled fused chunk program for `state`'s batch shape and `updates` (cached):
-        (state, hparams, env_params) -> (state, metrics), the state donated."""
+        (state, hparams, env_params) -> (state, metrics), the state donated. `compile_seconds`
+        adds the time this call spent compiling or waiting for a `compile_ahead`."""
         key = (state_envs(state), updates)
         if key not in self._compiled:
             t = time.perf_counter()
-            self._compiled[key] = compile_lowered(self.lower_chunk(state, updates), self.platform)
+            ahead = self._ahead.pop(key, None)
+            self._compiled[key] = (ahead.result() if ahead is not None else compile_lowered(
+                self.lower_chunk(state, updates), self.compile_options))
             self.compile_seconds += time.perf_counter() - t
         return self._compiled[key]
 
@@ -375,7 +399,7 @@ class FusedRunner:
             self._grow[envs, num_envs] = compile_lowered(jax.jit(
                 partial(self._grown, num_envs=num_envs), donate_argnums=0,
                 out_shardings=jax.tree.map(lambda x: x.sharding, target),
-            ).lower(state, self.env_params), self.platform)
+            ).lower(state, self.env_params), self.compile_options)
             self.compile_seconds += time.perf_counter() - t
         return self._grow[envs, num_envs](state, self.env_params)
 
@@ -768,6 +792,7 @@ def _run_locked(rd: RunDir, plan: Plan, devices: list[Any], existing: bool, *,
     runner = FusedRunner(plan, devices)
     state, done, envs = _resume_state(rd, runner) if existing else (None, [], [])
     if state is None:
+        runner.compile_ahead()
         state = runner.init_state()
         if jax.process_index() == 0:
             rd.create(plan.spec.text, plan.to_json(),

@@ -59,7 +59,7 @@ def _group_program_bytes(plan: Any, group: Any, members: int,
     runner = FusedRunner(make_plan(spec), devices=jax.devices()[:1])
     state = runner.abstract_state(num_envs=max(plan.chunk_envs))
     lowered = runner.lower_chunk(state)
-    return program_bytes(compile_lowered(lowered, runner.platform, compiler_options))
+    return program_bytes(compile_lowered(lowered, {**runner.compile_options, **compiler_options}))
 
 
 def xla_member_bytes(plan: Any, group: Any, compiler_options: dict[str, Any] | None = None
