@@ -47,7 +47,7 @@ def test_conv_tap_grad_equals_lax_conv(x_shape, k_shape, padding):
 
 
 @pytest.mark.parametrize("x_shape, k_shape, padding", [
-    *CASES,
+    CASES[0],
     ((2, 9, 13, 2), (3, 5, 2, 3), "VALID"),
     ((2, 9, 13, 2), (5, 3, 2, 3), "SAME"),
     ((1, 6, 4, 1), (2, 4, 1, 1), "SAME"),

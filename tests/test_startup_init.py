@@ -73,7 +73,8 @@ def _assert_equal_at(got, alone, slot, what):
 
 @pytest.mark.parametrize(("env", "env_kwargs", "family", "widths", "train"), [
     pytest.param("CartPole-v1", "", "mlp", "[0.25, 0.5]", "", id="cartpole"),
-    pytest.param("CartPole-v1", "", "mlp", "[0.25, 0.5]", PPG, id="cartpole_ppg_ewma"),
+    pytest.param("CartPole-v1", "", "mlp", "[0.25, 0.5]", PPG, id="cartpole_ppg_ewma",
+                 marks=pytest.mark.slow),
     pytest.param("MNIST-v0", "", "mnist_cnn", "[0.03125, 0.0625]", "", id="mnist"),
     # the level pools' generation compiles for ~half a minute per program here
     pytest.param("CoinRun-v0", POOLS, "mlp", "[0.0625, 0.125]", PPG, id="coinrun_ppg_ewma",
