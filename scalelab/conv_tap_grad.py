@@ -18,7 +18,8 @@ Two ways of taking a kernel gradient are here, chosen per layer by ``kernel_grad
 - per tap (``kernel_grad_taps``): kh*kw matmuls as above, each contracting all B*H_out*W_out
   positions into a (C_in x C_out) block. With few channels each is a memory-bound pass over the
   input and the cotangent: on the quickstart's 9 fused MNIST members (28x28 input, 5x5 kernel,
-  one channel each) the 25 passes took 445 ms against 91 ms by rows, at load 5;
+  one channel each) the 25 passes took 139 ms against 42 ms by rows (load 1.7,
+  ``benchmarks/results/kernel_grad.jsonl``);
 - by rows (``kernel_grad_rows``): one matmul per kernel row i, contracting the B*H_out output
   rows, M_i[w', c, w, o] = sum over b, h of x_pad[b, h + i, w', c] g[b, h, w, o], then
   dK[i, j] = sum over w of M_i[w + j, :, w, :] (a diagonal). It does W_pad / kw times the

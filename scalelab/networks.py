@@ -42,9 +42,10 @@ kernel gradient dominated the small members' training step), while the tap produ
 few elementwise loops. At 8 channel pairs (MNIST width 1/4's first conv) the taps sped up the
 training step but slowed the batch-32 forward pass of a rollout, hence the cut-off at 4
 (``benchmarks/cnn_speed.py`` measures both formulations). The other layers keep ``"lax"``'s
-values and input gradient under "taps" but take their kernel gradient as per-tap matmuls
-(``conv_tap_grad``): inside the trainer's ``lax.scan`` XLA:CPU runs library kernel gradients as
-slow loop emitters (``benchmarks/scan_vs_steps.py``). ``"auto"``
+values and input gradient under "taps" but take their kernel gradient as a few matmuls
+(``conv_tap_grad``, by rows or per tap; the tap sums' own kernel gradient is the same function):
+inside the trainer's ``lax.scan`` XLA:CPU runs library kernel gradients as slow loop emitters
+(``benchmarks/scan_vs_steps.py``). ``"auto"``
 (the default) picks ``"taps"`` when the default backend is the CPU and ``"lax"`` elsewhere, where
 library convolutions are fast and the tap sum would only add memory traffic. Max-pools are
 ``nn.max_pool`` under "lax" and ``scalelab.maxpool.max_pool`` under "taps": the same values and

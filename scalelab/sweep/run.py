@@ -357,9 +357,9 @@ class FusedRunner:
         """Start compiling the chunk program of `num_envs` envs and `updates` updates (default:
         the first chunk's) in a background thread, from the state's abstract shapes
         (`abstract_state`), so that it overlaps `init_state` (whose own compile is most of its
-        time); `compiled_chunk` then waits for it. XLA compiles a program on one core, so with
-        two or more the two compiles run side by side. The program is the one `compiled_chunk`
-        would compile from the real state (the same lowered text)."""
+        time); `compiled_chunk` then waits for it. With two or more cores the two compiles can run
+        side by side. The program is the one `compiled_chunk` would compile from the real state
+        (the same lowered text, tested)."""
         first_envs, first_updates = self.plan.chunks[0]
         key = (first_envs if num_envs is None else num_envs,
                first_updates if updates is None else updates)
