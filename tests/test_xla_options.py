@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sweep_helpers import tiny_spec
 
-from scalelab import xla_options
+from scalelab import networks, xla_options
 from scalelab.sweep.plan import make_plan
 from scalelab.sweep.run import FusedRunner
 from scalelab.sweep.spec import parse_spec
@@ -19,26 +19,35 @@ def _runner(env: str, family: str, width: str) -> FusedRunner:
     return FusedRunner(make_plan(parse_spec(text, "<test>")))
 
 
-def test_mlp_chunk_program_keeps_xla_defaults():
+def test_options_follow_the_network_and_the_platform():
     assert _runner("CartPole-v1", "mlp", "0.25").compile_options == {}
+    conv = _runner("MNIST-v0", "mnist_cnn", "0.015625")
+    assert conv.compile_options == xla_options.options_for(conv.platform, convolutional=True)
+    if conv.platform == "cpu":
+        assert conv.compile_options == xla_options.CPU_CONV_OPTIONS
 
 
-def test_conv_chunk_program_compiled_without_ynnpack_fusions_and_equal_up_to_rounding():
-    runner = _runner("MNIST-v0", "mnist_cnn", "0.015625")
-    state = runner.init_state()
-    host = jax.tree.map(np.asarray, state)
-    lowered = runner.lower_chunk(state, 1)
+def test_conv_gradient_without_ynnpack_fusions_equals_the_default_up_to_rounding():
+    """A conv net's loss gradient compiled with scalelab's options has no YNNPACK fusion where
+    XLA's defaults have some, and equals the default program's up to float rounding. (The chunk
+    program compiled ahead in tests/test_startup_init.py is checked for the same.)"""
+    cfg = networks.NetworkConfig("mnist_cnn", 1 / 32)
+    module = networks.build(cfg, 10)
+    params = networks.init_params(cfg, jax.random.key(0), (28, 28, 1), 10)
+    obs = jax.random.uniform(jax.random.key(1), (16, 28, 28, 1))
+
+    def loss(p):
+        logits, value = module.apply(p, obs)
+        return jnp.sum(jax.nn.log_softmax(logits)[:, 0]) + jnp.sum(value ** 2)
+
+    lowered = jax.jit(jax.grad(loss)).lower(params)
     default = lowered.compile()
-    ours = runner.compiled_chunk(state, 1)
-    if runner.platform != "cpu" or "ynn_fusion" not in default.as_text():
-        pytest.skip("this XLA compiles the chunk without YNNPACK fusions by default")
+    if jax.default_backend() != "cpu" or "ynn_fusion" not in default.as_text():
+        pytest.skip("this XLA compiles the program without YNNPACK fusions by default")
+    ours = xla_options.compile_lowered(lowered, xla_options.options_for("cpu", True))
     assert "ynn_fusion" not in ours.as_text()
-    outs = []
-    for program in (default, ours):
-        start = jax.tree.map(lambda h, s: jax.device_put(h, s.sharding), host, state)
-        outs.append(jax.tree.map(np.asarray, program(start, runner.hparams, runner.env_params)))
-    for a, b in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(outs[1]), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(default(params)), jax.tree.leaves(ours(params)), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_option_is_dropped_with_a_warning(monkeypatch):
