@@ -75,11 +75,10 @@ __all__ = [
 # an update besides the optimizer moments and the EWMA (params, gradients, the update itself).
 _FLOATS_PER_TRANSITION = 12
 _PARAM_COPIES = 3
-# float32 buffers per float of each layer kind (see `networks.activation_floats`) and of the
-# observation, alive at the peak of a minibatch update: fitted to XLA:CPU's buffer assignment
-# (module docstring).
-_PER_LAYER_KIND = {"conv": 2.6, "pool": 0.0, "taps": 0.28, "dense": 2.0}
-_OBS = 0.0
+# float32 buffers per float of these layer kinds (see `networks.activation_floats`; its "pool"
+# floats and the observation's fitted to 0 and are left out), alive at the peak of a minibatch
+# update: fitted to XLA:CPU's buffer assignment (module docstring).
+_PER_LAYER_KIND = {"conv": 2.6, "taps": 0.28, "dense": 2.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,13 +329,12 @@ def memory_per_member(
           + PPG: N_π·n·(obs_bytes + 4)            the auxiliary buffer
           + 2·env_params_bytes                    a member-owned level pool, if any, and the
                                                   refreshed copy an update writes
-          + 4·b·(c_obs·O + c_conv·C + c_pool·Q + c_taps·S + c_dense·D)   the minibatch update
+          + 4·b·(c_conv·C + c_taps·S + c_dense·D)   the minibatch update
 
-    with P parameters, b = n / num_minibatches the minibatch, and per observation: O its floats,
-    C the conv layers' output floats (both towers), Q those of the conv layers followed by a
-    max-pool, S the shifted input slices of the "taps" convolutions (k²·H_out·W_out·C_in per
-    layer; the first layer's, slices of the shared observation, counted once), D the dense
-    layers' output floats; the c's are _OBS and _PER_LAYER_KIND. T rollout length, E envs
+    with P parameters, b = n / num_minibatches the minibatch, and per observation: C the conv
+    layers' output floats (both towers), S the shifted input slices of the "taps" convolutions
+    (k²·H_out·W_out·C_in per layer; the first layer's, slices of the shared observation, counted
+    once), D the dense layers' output floats; the c's are _PER_LAYER_KIND. T rollout length, E envs
     (`num_envs`, default train_cfg.num_envs: pass a batch schedule's largest).
     """
     envs = train_cfg.num_envs if num_envs is None else num_envs
@@ -347,8 +345,7 @@ def memory_per_member(
     copies = _PARAM_COPIES + (4 if phasic else 2) + (1 if decoupled.is_ewma(train_cfg.algo) else 0)
     aux = aux_buffer_bytes(train_cfg.ppg_n_pi, batch, obs_shape, obs_dtype) if phasic else 0
     layers = networks.activation_floats(network, obs_shape)
-    per_obs = (_OBS * math.prod(obs_shape) + sum(_PER_LAYER_KIND[k] * v for k, v in layers.items()))
-    update = 4 * minibatch * per_obs
+    update = 4 * minibatch * sum(c * layers[kind] for kind, c in _PER_LAYER_KIND.items())
     return int(
         4 * networks.param_count(network, obs_shape, num_actions) * copies
         + batch * (2 * obs_bytes + 4 * _FLOATS_PER_TRANSITION)
