@@ -1,13 +1,14 @@
 """The XLA compiler options of scalelab's training programs, and the one function that applies
 them.
 
-On XLA:CPU, jax 0.10 hands elementwise and reduction fusions to the YNNPACK library by default
-(``ynn_fusion`` ops in a profile). For the conv nets that scalelab scales, those fusions are
-slower than XLA's own loop emitter: in a profile of the quickstart's chunk program they held 11
+On XLA:CPU, jax 0.10 hands elementwise, reduction and dot fusions to the YNNPACK library by
+default (``ynn_fusion`` ops in a profile). For the conv nets that scalelab scales, those fusions
+are slower than XLA's own emitters: in a profile of the quickstart's chunk program they held 11
 of its 17 thread-seconds, a tap of conv_0's kernel gradient (a multiply-reduce over 2.7M
-elements) taking 8 ms. ``CPU_CONV_OPTIONS`` turns them off (``xla_cpu_experimental_ynn_fusion_type``
-empty) for conv nets. The MLP keeps XLA's defaults: on PureJaxRL's CartPole config its chunk took
-69 ms without YNNPACK fusions against 56 ms with them (YNNPACK's dot fusions help it).
+elements) taking 8 ms. ``CPU_CONV_OPTIONS`` turns every YNNPACK fusion off
+(``xla_cpu_experimental_ynn_fusion_type`` empty) for conv nets. The MLP keeps XLA's defaults: on
+PureJaxRL's CartPole config its chunk took 69 ms without YNNPACK fusions against 56 ms with them
+(YNNPACK's dot fusions help it).
 ``benchmarks/compile_options.py`` measures the chunk programs both ways in one run.
 
 These options change which code XLA emits, so float results differ from XLA's defaults in
@@ -32,8 +33,8 @@ _unknown: set[str] = set()
 
 def options_for(platform: str, convolutional: bool) -> dict[str, str]:
     """The compiler options scalelab uses for a program on `platform` ("cpu", "gpu", ...) whose
-    network is `convolutional` (every family but "mlp"): CPU_CONV_OPTIONS for conv nets on the
-    CPU, none otherwise."""
+    network is `convolutional` (has a conv layer): CPU_CONV_OPTIONS for conv nets on the CPU,
+    none otherwise."""
     if platform != "cpu" or not convolutional:
         return {}
     return {k: v for k, v in CPU_CONV_OPTIONS.items() if k not in _unknown}

@@ -193,8 +193,11 @@ class FusedRunner:
         devices = list(jax.devices() if devices is None else devices)
         self.mesh = Mesh(np.array(devices), (_AXIS,))
         self.platform = devices[0].platform
-        # the XLA compiler options of its chunk programs (scalelab.xla_options)
-        self.compile_options = options_for(self.platform, plan.family != "mlp")
+        # the XLA compiler options of its chunk programs (scalelab.xla_options), which depend on
+        # whether any group's network has a conv layer
+        self.compile_options = options_for(self.platform, any(
+            layer.kind == "conv" for g in plan.groups
+            for layer in networks.encoder_layers(g.network, plan.obs_shape)))
         self.members_sharding = NamedSharding(self.mesh, PartitionSpec(_AXIS))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.env = plan.env
