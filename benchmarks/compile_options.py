@@ -43,24 +43,18 @@ def _max_diff(a: Any, b: Any) -> float:
                 for x, y in pairs if np.size(x)), default=0.0)
 
 
-def compare(name: str, runner: FusedRunner, rounds: int) -> dict[str, Any]:
-    """Both compilations of `runner`'s chunk program, timed alternately (module docstring)."""
-    load_before = os.getloadavg()[0]
-    state = runner.init_state()
+def alternate(runner: FusedRunner, programs: dict[str, Any], state: Any, rounds: int
+              ) -> tuple[dict[str, float], dict[str, Any]]:
+    """Run each of `programs` (compiled chunk programs of `runner`) from its own copy of
+    `state`, one chunk each per round, each fed back its own state, every output blocked on;
+    round 0 is the warm-up. Returns per program the median seconds of the other rounds and its
+    host outputs (state, metrics) after round 0."""
     host = jax.tree.map(np.asarray, state)
-    updates = runner.plan.spec.updates_per_chunk
-    lowered = runner.lower_chunk(state, updates)
-    programs, compile_s = {}, {}
-    for label, build in (("xla_default", lambda: lowered.compile()),
-                         ("scalelab", lambda: compile_lowered(lowered, runner.compile_options))):
-        t = time.perf_counter()
-        programs[label] = build()
-        compile_s[label] = round(time.perf_counter() - t, 2)
     carries = {label: jax.tree.map(lambda h, s: jax.device_put(h, s.sharding), host, state)
                for label in programs}
     times: dict[str, list[float]] = {label: [] for label in programs}
     first: dict[str, Any] = {}
-    for r in range(rounds + 1):  # round 0 is the warm-up
+    for r in range(rounds + 1):
         for label, program in programs.items():
             t = time.perf_counter()
             carries[label], metrics = program(carries[label], runner.hparams, runner.env_params)
@@ -69,7 +63,22 @@ def compare(name: str, runner: FusedRunner, rounds: int) -> dict[str, Any]:
                 first[label] = jax.tree.map(np.asarray, (carries[label], metrics))
             else:
                 times[label].append(time.perf_counter() - t)
-    med = {label: statistics.median(ts) for label, ts in times.items()}
+    return {label: statistics.median(ts) for label, ts in times.items()}, first
+
+
+def compare(name: str, runner: FusedRunner, rounds: int) -> dict[str, Any]:
+    """Both compilations of `runner`'s chunk program, timed alternately (module docstring)."""
+    load_before = os.getloadavg()[0]
+    state = runner.init_state()
+    updates = runner.plan.spec.updates_per_chunk
+    lowered = runner.lower_chunk(state, updates)
+    programs, compile_s = {}, {}
+    for label, build in (("xla_default", lambda: lowered.compile()),
+                         ("scalelab", lambda: compile_lowered(lowered, runner.compile_options))):
+        t = time.perf_counter()
+        programs[label] = build()
+        compile_s[label] = round(time.perf_counter() - t, 2)
+    med, first = alternate(runner, programs, state, rounds)
     return dict(
         bench="compile_options", case=name, members=len(runner.plan.members),
         groups=len(runner.plan.groups), updates_per_chunk=updates,

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from benchmarks.compile_options import alternate
 from benchmarks.jsonl import emit
 from benchmarks.roofline import source_commit
 from scalelab import conv_tap_grad, specs
@@ -94,16 +95,7 @@ def chunk_line(rounds: int) -> dict[str, Any]:
                                              runner.compile_options)
         finally:
             conv_tap_grad.ROWS_MAX_CHANNELS = saved
-    carries = {label: jax.tree.map(jnp.copy, state) for label in programs}
-    times: dict[str, list[float]] = {label: [] for label in programs}
-    for r in range(rounds + 1):  # round 0 warms up
-        for label, program in programs.items():
-            t = time.perf_counter()
-            carries[label], metrics = program(carries[label], runner.hparams, runner.env_params)
-            jax.block_until_ready((carries[label], metrics))
-            if r:
-                times[label].append(time.perf_counter() - t)
-    med = {label: statistics.median(ts) for label, ts in times.items()}
+    med, _ = alternate(runner, programs, state, rounds)
     return dict(bench="kernel_grad", program="quickstart_chunk", rounds=rounds,
                 median_s={k: round(v, 3) for k, v in med.items()},
                 speedup_rows=round(med["taps"] / med["rows"], 3),
