@@ -23,8 +23,11 @@ Two ways of taking a kernel gradient are here, chosen per layer by ``kernel_grad
 - by rows (``kernel_grad_rows``): one matmul per kernel row i, contracting the B*H_out output
   rows, M_i[w', c, w, o] = sum over b, h of x_pad[b, h + i, w', c] g[b, h, w, o], then
   dK[i, j] = sum over w of M_i[w + j, :, w, :] (a diagonal). It does W_pad / kw times the
-  multiply-adds but in kh large matmuls, faster while C_in * C_out <= ROWS_MAX_CHANNELS
-  (measured in ``benchmarks/kernel_grad.py``).
+  multiply-adds but in kh large matmuls. ``kernel_grad`` takes it while C_in * C_out <=
+  ROWS_MAX_CHANNELS: in ``benchmarks/kernel_grad.py`` it was faster than per tap on every such
+  layer shape of the networks but IMPALA's first conv at width 1/4 (9.0 against 8.3 ms); on
+  the wider ones measured it was faster at 64 and 2048 channel pairs and slower at 48 and 256,
+  so the cut-off leaves them per tap.
 
 Both sum the same products in another order than XLA's own kernel gradient (equal up to float
 rounding).
