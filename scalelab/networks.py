@@ -42,10 +42,11 @@ kernel gradient dominated the small members' training step), while the tap produ
 few elementwise loops. At 8 channel pairs (MNIST width 1/4's first conv) the taps sped up the
 training step but slowed the batch-32 forward pass of a rollout, hence the cut-off at 4
 (``benchmarks/cnn_speed.py`` measures both formulations). The other layers keep ``"lax"``'s
-values and input gradient under "taps" but take their kernel gradient as a few matmuls
-(``conv_tap_grad``, by rows or per tap; the tap sums' own kernel gradient is the same function):
-inside the trainer's ``lax.scan`` XLA:CPU runs library kernel gradients as slow loop emitters
-(``benchmarks/scan_vs_steps.py``). ``"auto"``
+values under "taps" but take their input and kernel gradients as a few matmuls
+(``conv_tap_grad``: input gradient per tap, kernel gradient by rows or per tap; the tap sums' own
+kernel gradient is the same function): inside the trainer's ``lax.scan`` XLA:CPU runs both
+library gradients as slow loop emitters (``benchmarks/scan_vs_steps.py``,
+``benchmarks/input_grad.py``). ``"auto"``
 (the default) picks ``"taps"`` when the default backend is the CPU and ``"lax"`` elsewhere, where
 library convolutions are fast and the tap sum would only add memory traffic. Max-pools are
 ``nn.max_pool`` under "lax" and ``scalelab.maxpool.max_pool`` under "taps": the same values and
@@ -74,7 +75,42 @@ FAMILIES = ("mnist_cnn", "mlp", "impala", "small_cnn")
 CONV_IMPLS = ("auto", "lax", "taps")
 # "taps" computes a convolution as per-tap products only up to this C_in * C_out (module docstring)
 TAPS_MAX_CHANNELS = 4
+
+
+@jax.custom_vjp
+def relu(x: jax.Array) -> jax.Array:
+    """``jax.nn.relu`` whose backward reads its output: bit-identical values and gradients
+    (``y > 0`` exactly where ``x > 0``; at 0 and NaN both give no gradient), but its residual is
+    the output, which the next layer (pool or conv) reads anyway. Masking by the input made XLA:CPU
+    recompute a tap-sum convolution inside the backward fusion (the MNIST CNN's first conv, 25
+    taps, in both towers: nearly a fifth of its op time at width 1/8).
+
+    In a whole network XLA may fuse the surrounding ops differently, which can move results by
+    float rounding: ``benchmarks/backward_ab.py --variant relu`` found the chunks of the
+    quickstart and of the roofline's sizes bit-identical, and its smoke size's params within
+    6e-8."""
+    return jnp.maximum(x, 0)
+
+
+def _relu_fwd(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    y = jnp.maximum(x, 0)
+    # without the barrier XLA:CPU still recomputed x (the conv) in the backward's fusion
+    return y, lax.optimization_barrier(y)
+
+
+def _relu_bwd(y: jax.Array, g: jax.Array) -> tuple[jax.Array]:
+    return (jnp.where(y > 0, g, jnp.zeros_like(g)),)
+
+
+relu.defvjp(_relu_fwd, _relu_bwd)
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"relu": nn.relu, "tanh": jnp.tanh}
+# what a layer's activation of its own output (``Layer.act_out``) computes: the same functions,
+# relu masking its gradient by its output (benchmarks/backward_ab.py --variant relu: the
+# quickstart's chunk 1.32x and the MNIST CNN's 1.26-1.46x faster, IMPALA's 0.98-1.13x).
+# Pre-activations (``act_in``, IMPALA's residual blocks) keep ``nn.relu``: tried there too, it
+# gained nothing and moved an IMPALA width-1/4 chunk's results by rounding
+OUTPUT_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {**ACTIVATIONS, "relu": relu}
 
 
 def computed_as_taps(c_in: int, c_out: int) -> bool:
@@ -328,7 +364,7 @@ class Encoder(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         layers = encoder_layers(self.cfg, x.shape[1:])
-        act = ACTIVATIONS[self.cfg.activation]
+        act, act_out = ACTIVATIONS[self.cfg.activation], OUTPUT_ACTIVATIONS[self.cfg.activation]
         pool = dense_grad_max_pool if self.conv_impl == "taps" else nn.max_pool
         if layers[0].kind == "dense":
             x = x.reshape(x.shape[0], -1)
@@ -349,7 +385,7 @@ class Encoder(nn.Module):
             if layer.residual == "add":
                 x = block_input + x
             if layer.act_out:
-                x = act(x)
+                x = act_out(x)
             if layer.pool is not None:
                 window, stride, padding = layer.pool
                 x = pool(x, (window, window), (stride, stride), padding)

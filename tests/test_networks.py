@@ -468,3 +468,43 @@ def test_the_layer_description_has_the_sizes_flax_infers(cfg, obs):
         out = inter[layer.name]["__call__"][0].shape[1:]
         assert math.prod(out) == layer.positions * layer.c_out, layer.name
     assert set(shapes) <= set(networks.TOWERS)  # every top-level module has a part
+
+
+# --------------------------------------------------------------------------- relu
+
+
+def test_relu_values_and_gradient_are_jax_relus_bit_for_bit():
+    x = jnp.array([-2.0, -0.0, 0.0, 1e-30, 3.5, jnp.inf, -jnp.inf, jnp.nan], jnp.float32)
+    g = jnp.arange(1.0, 9.0, dtype=jnp.float32)
+    for fn in (lambda f: f, jax.jit):
+        ours_y, ours_vjp = jax.vjp(fn(networks.relu), x)
+        ref_y, ref_vjp = jax.vjp(fn(jax.nn.relu), x)
+        np.testing.assert_array_equal(ours_y, ref_y)
+        np.testing.assert_array_equal(ours_vjp(g)[0], ref_vjp(g)[0])
+    # the gradient at 0, -0 and NaN is 0 (as jax.nn.relu's), at positive inputs g
+    np.testing.assert_array_equal(ours_vjp(g)[0], [0, 0, 0, 4, 5, 6, 0, 0])
+
+
+@pytest.mark.parametrize("conv_impl", ["taps", "lax"])
+@pytest.mark.parametrize("cfg, shape, actions", [
+    (NetworkConfig("mnist_cnn", 0.125), MNIST, 10),
+    (NetworkConfig("impala", 0.125, 1), PROCGEN, 15),
+])
+def test_network_gradients_equal_those_under_jax_relu(monkeypatch, conv_impl, cfg, shape, actions):
+    """The output-masked relu changes what XLA keeps for the backward; on these networks' jitted
+    gradients not a bit of the result (a whole chunk may differ by rounding: networks.relu)."""
+    params = init_params(cfg, jax.random.key(0), shape, actions)
+    k = jax.random.split(jax.random.key(1), 4)
+    obs = jax.random.uniform(k[0], (6, *shape)) - 0.3  # some pre-activations exactly 0 after relu
+    batch = (obs, jax.random.randint(k[1], (6,), 0, actions), jax.random.normal(k[2], (6,)),
+             jax.random.normal(k[3], (6,)))
+
+    def grads():
+        module = build(cfg, actions, conv_impl)
+        return jax.jit(jax.grad(lambda p: ppo_like_loss(module, p, *batch)))(params)
+
+    ours = grads()
+    monkeypatch.setitem(networks.OUTPUT_ACTIVATIONS, "relu", jax.nn.relu)
+    ref = grads()
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_array_equal(a, b)
