@@ -26,7 +26,7 @@ Every program is compiled and run once (``compile_s``), then called until it has
 ``--min-calls`` times and at least ``--seconds`` (at most ``--max-calls``); ``median_s`` is the
 median call, each call timed to ``block_until_ready`` of all its outputs.
 
-    PYTHONPATH=. python benchmarks/roofline.py [--sizes quick|full|smoke] [--smoke]
+    PYTHONPATH=. python benchmarks/roofline.py [--sizes quick|smallest|full|smoke] [--smoke]
         [--members 1] [--out benchmarks/results/roofline.jsonl | -]
 
 ``quick`` (the CPU default) is MNIST widths 1/64 and 1/8, IMPALA width 1/16 at depth 1 and width
@@ -108,6 +108,8 @@ SIZES: dict[str, list[Size]] = {
     "smoke": [_mnist(1 / 64, num_envs=4, rollout_length=4, update_epochs=1)],
     "quick": [_mnist(1 / 64), _mnist(1 / 8), _impala(1 / 16, 1), _impala(1 / 4, 1),
               _impala(1 / 4, 4)],
+    # the target's smallest widths, to run with --members 8
+    "smallest": [_mnist(MNIST_WIDTHS[0]), _impala(IMPALA_WIDTHS[0], 1)],
     "full": [_mnist(w) for w in MNIST_WIDTHS]
     + [_impala(w, d) for w in IMPALA_WIDTHS for d in (1, 4)],
 }

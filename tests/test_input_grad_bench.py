@@ -1,4 +1,4 @@
-"""benchmarks/input_grad.py: its smoke mode writes one well-formed line whose two gradients agree."""
+"""benchmarks/input_grad.py: its smoke mode writes one well-formed line; its gradients agree."""
 
 import json
 
