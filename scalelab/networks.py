@@ -105,9 +105,10 @@ def _relu_bwd(y: jax.Array, g: jax.Array) -> tuple[jax.Array]:
 relu.defvjp(_relu_fwd, _relu_bwd)
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"relu": nn.relu, "tanh": jnp.tanh}
-# what a layer's activation of its own output (``Layer.act_out``) computes: the same functions,
-# relu masking its gradient by its output (benchmarks/backward_ab.py --variant relu: the
-# quickstart's chunk 1.32x and the MNIST CNN's 1.26-1.46x faster, IMPALA's 0.98-1.13x).
+# what a layer's activation of its own output (``Layer.act_out``) computes under conv_impl "taps"
+# (under "lax" ``ACTIVATIONS``): the same functions, relu masking its gradient by its output
+# (benchmarks/backward_ab.py --variant relu: the quickstart's chunk 1.32x and the MNIST CNN's
+# 1.26-1.46x faster, IMPALA's 0.98-1.13x).
 # Pre-activations (``act_in``, IMPALA's residual blocks) keep ``nn.relu``: tried there too, it
 # gained nothing and moved an IMPALA width-1/4 chunk's results by rounding
 OUTPUT_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {**ACTIVATIONS, "relu": relu}
@@ -364,7 +365,9 @@ class Encoder(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         layers = encoder_layers(self.cfg, x.shape[1:])
-        act, act_out = ACTIVATIONS[self.cfg.activation], OUTPUT_ACTIVATIONS[self.cfg.activation]
+        act = ACTIVATIONS[self.cfg.activation]
+        # the output-masked relu is an XLA:CPU remedy: it goes with the CPU's "taps" formulation
+        act_out = OUTPUT_ACTIVATIONS[self.cfg.activation] if self.conv_impl == "taps" else act
         pool = dense_grad_max_pool if self.conv_impl == "taps" else nn.max_pool
         if layers[0].kind == "dense":
             x = x.reshape(x.shape[0], -1)
