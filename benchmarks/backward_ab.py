@@ -1,4 +1,4 @@
-"""The chunk program with one of scalelab's backward formulations against the plain one, timed
+"""The chunk program with one of scalelab's formulations against the plain one, timed
 alternately in one run; one JSON line per case.
 
 Variants (``--variant``):
@@ -7,7 +7,9 @@ Variants (``--variant``):
   layer outputs, against ``jax.nn.relu`` (masked by its input);
 - ``input_grad``: ``conv_tap_grad.input_grad`` (per-tap matmuls) for the input gradient of the
   convolutions computed by ``conv_tap_grad``, against the autodiff transpose of the lax
-  convolution.
+  convolution;
+- ``taps_cutoff``: ``networks.TAPS_MAX_CHANNELS`` (the most channel pairs a layer computed as a
+  tap sum has) as it is, against 4 (its value before the two changes above).
 
 For each case (the quickstart spec and the roofline's sizes) the runner's chunk program is
 traced once with each formulation ("baseline", "scalelab") and compiled with the runner's XLA
@@ -17,7 +19,7 @@ fed back its own state, every output blocked on. A line gives both medians, thei
 before and after, whether the two programs' outputs (state and metrics) after their first chunk
 are bit-identical, and the largest absolute difference between them.
 
-    PYTHONPATH=. python benchmarks/backward_ab.py --variant relu|input_grad
+    PYTHONPATH=. python benchmarks/backward_ab.py --variant relu|input_grad|taps_cutoff
         [--cases quickstart roofline] [--rounds 3] [--smoke]
         [--out benchmarks/results/backward_ab.jsonl | -]
 """
@@ -61,6 +63,7 @@ def lax_input_grad(g: jax.Array, kernel: jax.Array, x_shape: tuple[int, ...],
 BASELINES: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "relu": lambda: mock.patch.dict(networks.OUTPUT_ACTIVATIONS, {"relu": jax.nn.relu}),
     "input_grad": lambda: mock.patch.object(conv_tap_grad, "input_grad", lax_input_grad),
+    "taps_cutoff": lambda: mock.patch.object(networks, "TAPS_MAX_CHANNELS", 4),
 }
 
 

@@ -8,16 +8,18 @@ new: ``scalelab.maxpool.max_pool`` (dense compare-and-pad custom VJP, bit-equal 
   pool (2x2 stride 2 VALID) on 512x24x24x32 (MNIST width 1's first conv at batch 512).
 - ``update``: one IMPALA PPO minibatch step (loss gradient, clip, Adam; ``roofline``'s
   ``minibatch_update``) at ``--batch`` CoinRun-shaped observations for each of ``--widths``,
-  conv_impl "lax" (old pool) vs "taps" (new pool). At widths >= 1/4 every IMPALA layer has
-  C_in * C_out > TAPS_MAX_CHANNELS, so both programs compute the same library convolutions
-  (checked); up to commit f2e5de5 they differed only in the pools, since then "taps" also takes
-  those layers' kernel gradients as per-tap matmuls (``scalelab.conv_tap_grad``).
+  conv_impl "lax" (old pool) vs "taps" (new pool). At widths >= 1/2 every IMPALA layer has
+  C_in * C_out > TAPS_MAX_CHANNELS (16; it was 4, and width 1/4 qualified, until 2026-12-06), so
+  both programs compute the same library convolutions (checked); up to commit f2e5de5 they
+  differed only in the pools, since then "taps" also takes those layers' kernel gradients, and
+  since 2026-12-06 their input gradients and the dense layer's relu, its own way
+  (``scalelab.conv_tap_grad``, ``networks.relu``).
 
 Each program is compiled and run once, then old and new alternate ``--repeats`` times, every
 output fetched with ``block_until_ready``; lines give median and min ms per call, the 1-minute
 load average, and a ratio line old / new of the medians.
 
-    PYTHONPATH=. python benchmarks/maxpool_speed.py [--repeats 7] [--widths 0.25]
+    PYTHONPATH=. python benchmarks/maxpool_speed.py [--repeats 7] [--widths 0.5]
         [--batch 256] [--pool-shape 128 64 64 16] [--out benchmarks/results/maxpool_speed.jsonl]
 """
 
@@ -119,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--widths", type=float, nargs="*", default=[0.25])
+    parser.add_argument("--widths", type=float, nargs="*", default=[0.5])
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--pool-shape", type=int, nargs=4, default=[128, 64, 64, 16])
     parser.add_argument("--out", default=str(DEFAULT_OUT),

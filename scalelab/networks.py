@@ -39,10 +39,12 @@ Convolutions have two formulations with the same parameters and the same functio
 shifted slice times a (C_in x C_out) matrix (``conv_taps``). XLA:CPU's convolution emitter is
 slow for such few-channel layers (the first MNIST conv has one input channel; its forward pass and
 kernel gradient dominated the small members' training step), while the tap products fuse into a
-few elementwise loops. At 8 channel pairs (MNIST width 1/4's first conv) the taps sped up the
-training step but slowed the batch-32 forward pass of a rollout, hence the cut-off at 4
-(``benchmarks/cnn_speed.py`` measures both formulations). The other layers keep ``"lax"``'s
-values under "taps" but take their input and kernel gradients as a few matmuls
+few elementwise loops (``benchmarks/cnn_speed.py`` measures both formulations per layer). The
+cut-off is 16, chosen on whole chunk programs: against 4 (``benchmarks/backward_ab.py --variant
+taps_cutoff``) the quickstart's chunk ran 1.11x, IMPALA width 1/4's 1.08-1.13x and MNIST 1/64's
+1.10x faster, MNIST 1/8's 0.99x; in a first, ad-hoc run of cut-offs 4, 8, 16, 32 and 64 on the
+same programs, 32 and 64 were slower than 16 on MNIST 1/8 and IMPALA 1/4. The other layers
+keep ``"lax"``'s values under "taps" but take their input and kernel gradients as a few matmuls
 (``conv_tap_grad``: input gradient per tap, kernel gradient by rows or per tap; the tap sums' own
 kernel gradient is the same function): inside the trainer's ``lax.scan`` XLA:CPU runs both
 library gradients as slow loop emitters (``benchmarks/scan_vs_steps.py``,
@@ -74,7 +76,7 @@ from scalelab.maxpool import max_pool as dense_grad_max_pool
 FAMILIES = ("mnist_cnn", "mlp", "impala", "small_cnn")
 CONV_IMPLS = ("auto", "lax", "taps")
 # "taps" computes a convolution as per-tap products only up to this C_in * C_out (module docstring)
-TAPS_MAX_CHANNELS = 4
+TAPS_MAX_CHANNELS = 16
 
 
 @jax.custom_vjp

@@ -82,11 +82,11 @@ def _conv_count(fn, *args) -> int:
     return str(jax.make_jaxpr(fn)(*args)).count("conv_general_dilated")
 
 
-# quickstart's MNIST widths (1/64, 1/16) and a small IMPALA; each has layers on both sides of
+# MNIST widths 1/64 and 1/8 and a small IMPALA; each has layers on both sides of
 # the TAPS_MAX_CHANNELS cut-off or all below it
 NET_CASES = [
     (NetworkConfig("mnist_cnn", 1 / 64), (28, 28, 1), 10),
-    (NetworkConfig("mnist_cnn", 1 / 16), (28, 28, 1), 10),
+    (NetworkConfig("mnist_cnn", 1 / 8), (28, 28, 1), 10),
     (NetworkConfig("impala", 1 / 16, 1), (16, 12, 3), 15),
 ]
 
@@ -134,9 +134,9 @@ def test_taps_network_equals_lax_network(cfg, shape, num_actions):
 
 def test_taps_cut_off_is_per_layer():
     """Layers with C_in * C_out above the cut-off stay library convolutions: at MNIST width
-    1/16 (conv_0 1x2, conv_1 2x4 channels) exactly conv_0 of each tower is computed by taps."""
-    assert 1 * 2 <= TAPS_MAX_CHANNELS < 2 * 4
-    cfg = NetworkConfig("mnist_cnn", 1 / 16)
+    1/8 (conv_0 1x4, conv_1 4x8 channels) exactly conv_0 of each tower is computed by taps."""
+    assert 1 * 4 <= TAPS_MAX_CHANNELS < 4 * 8
+    cfg = NetworkConfig("mnist_cnn", 1 / 8)
     params = init_params(cfg, jax.random.key(0), (28, 28, 1), 10)
     obs = jnp.zeros((2, 28, 28, 1))
     n_lax = _conv_count(build(cfg, 10, "lax").apply, params, obs)
