@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +37,6 @@ from unittest import mock
 
 import jax
 import numpy as np
-from jax import lax
 
 from benchmarks.compile_options import _max_diff, alternate
 from benchmarks.jsonl import emit
@@ -53,9 +53,7 @@ DEFAULT_OUT = Path(__file__).parent / "results" / "backward_ab.jsonl"
 def lax_input_grad(g: jax.Array, kernel: jax.Array, x_shape: tuple[int, ...],
                    padding: str) -> jax.Array:
     """The lax convolution's autodiff input gradient (what ``conv_tap_grad`` used before)."""
-    def conv(x):
-        return lax.conv_general_dilated(x, kernel, (1, 1), padding,
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    conv = functools.partial(conv_tap_grad.lax_conv, kernel=kernel, padding=padding)
     return jax.linear_transpose(conv, jax.ShapeDtypeStruct(x_shape, g.dtype))(g)[0]
 
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +25,9 @@ from jax import lax
 
 from benchmarks.backward_ab import lax_input_grad
 from benchmarks.jsonl import emit
+from benchmarks.kernel_grad import median_ms
 from benchmarks.roofline import source_commit
 from scalelab import conv_tap_grad
-from scalelab.xla_options import compile_lowered, options_for
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "input_grad.jsonl"
 STEPS = 4
@@ -53,7 +51,6 @@ def layer_line(layer: tuple, calls: int) -> dict[str, Any]:
     out = size if padding == "SAME" else size - k + 1
     g = jax.random.normal(kg, (members, batch, out, out, c_out))
     x_shape = (batch, size, size, c_in)
-    options = options_for(jax.devices()[0].platform, convolutional=True)
     ms, grads = {}, {}
     for name, fn in METHODS.items():
         grad = jax.vmap(lambda g, kernel, fn=fn: fn(g, kernel, x_shape, padding))
@@ -64,14 +61,7 @@ def layer_line(layer: tuple, calls: int) -> dict[str, Any]:
                 return carry + 1e-30 * dx.sum(), dx.sum()
             return lax.scan(body, jnp.zeros((), g.dtype), None, length=STEPS)
 
-        compiled = compile_lowered(jax.jit(steps).lower(g, kernel), options)
-        jax.block_until_ready(compiled(g, kernel))
-        times = []
-        for _ in range(calls):
-            t = time.perf_counter()
-            jax.block_until_ready(compiled(g, kernel))
-            times.append(time.perf_counter() - t)
-        ms[name] = round(statistics.median(times) / STEPS * 1e3, 3)
+        ms[name] = round(median_ms(steps, (g, kernel), calls) / STEPS, 3)
         grads[name] = jax.jit(grad)(g, kernel)
     scale = float(jnp.abs(grads["xla"]).max())
     return dict(bench="input_grad", members=members, batch=batch, size=size, kernel=k,

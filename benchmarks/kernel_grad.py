@@ -21,7 +21,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from benchmarks.compile_options import alternate
 from benchmarks.jsonl import emit
@@ -46,16 +45,16 @@ SMOKE_LAYERS = [(2, 8, 12, 3, 1, 2)]
 
 def _lax_kernel_grad(x_pad: jax.Array, g: jax.Array, kh: int, kw: int) -> jax.Array:
     kernel = jnp.zeros((kh, kw, x_pad.shape[-1], g.shape[-1]), x_pad.dtype)
-    conv = lambda k: lax.conv_general_dilated(  # noqa: E731
-        x_pad, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return jax.vjp(conv, kernel)[1](g)[0]
+    return jax.vjp(lambda k: conv_tap_grad.lax_conv(x_pad, k, "VALID"), kernel)[1](g)[0]
 
 
 METHODS = {"taps": conv_tap_grad.kernel_grad_taps, "rows": conv_tap_grad.kernel_grad_rows,
            "xla": _lax_kernel_grad}
 
 
-def _median_ms(fn: Any, args: tuple, calls: int) -> float:
+def median_ms(fn: Any, args: tuple, calls: int) -> float:
+    """Median ms of ``calls`` calls of ``fn(*args)`` compiled with scalelab's conv-net XLA
+    options, after one warm-up call; every call blocked on."""
     compiled = compile_lowered(jax.jit(fn).lower(*args),
                                options_for(jax.devices()[0].platform, convolutional=True))
     jax.block_until_ready(compiled(*args))
@@ -72,7 +71,7 @@ def layer_line(layer: tuple[int, ...], calls: int) -> dict[str, Any]:
     kx, kg = jax.random.split(jax.random.key(0))
     x = jax.random.normal(kx, (members, batch, size, size, c_in))
     g = jax.random.normal(kg, (members, batch, size - k + 1, size - k + 1, c_out))
-    ms = {name: round(_median_ms(jax.vmap(lambda x, g, f=f: f(x, g, k, k)), (x, g), calls), 3)
+    ms = {name: round(median_ms(jax.vmap(lambda x, g, f=f: f(x, g, k, k)), (x, g), calls), 3)
           for name, f in METHODS.items()}
     return dict(bench="kernel_grad", members=members, batch=batch, padded_size=size, kernel=k,
                 c_in=c_in, c_out=c_out, median_ms=ms,

@@ -99,7 +99,8 @@ def input_grad(g: jax.Array, kernel: jax.Array, x_shape: tuple[int, ...],
     return dx
 
 
-def _conv(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
+def lax_conv(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
+    """``lax.conv_general_dilated`` stride 1, NHWC/HWIO: what ``conv_tap_grad`` computes."""
     return lax.conv_general_dilated(
         x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
@@ -113,11 +114,11 @@ def conv_tap_grad(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
     Reverse-mode only (a custom VJP): the input gradient is ``input_grad``, the kernel gradient
     ``kernel_grad`` (module docstring).
     """
-    return _conv(x, kernel, padding)
+    return lax_conv(x, kernel, padding)
 
 
 def _fwd(x, kernel, padding):
-    return _conv(x, kernel, padding), (x, kernel)
+    return lax_conv(x, kernel, padding), (x, kernel)
 
 
 def _bwd(padding, residuals, g):
