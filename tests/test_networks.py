@@ -502,14 +502,11 @@ def test_network_gradients_equal_those_under_jax_relu(monkeypatch, cfg, shape, a
         module = build(cfg, actions, conv_impl)
         return jax.jit(jax.grad(lambda p: ppo_like_loss(module, p, *batch)))
 
-    def grads():
-        return grad_fn("taps")(params)  # where layer outputs take networks.relu
-
     # its residual's barrier marks it: under "taps" only (the lax formulation keeps nn.relu)
     assert "optimization_barrier" in grad_fn("taps").lower(params).as_text()
     assert "optimization_barrier" not in grad_fn("lax").lower(params).as_text()
-    ours = grads()
+    ours = grad_fn("taps")(params)
     monkeypatch.setitem(networks.OUTPUT_ACTIVATIONS, "relu", jax.nn.relu)
-    ref = grads()
+    ref = grad_fn("taps")(params)
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref), strict=True):
         np.testing.assert_array_equal(a, b)
