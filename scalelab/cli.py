@@ -13,7 +13,7 @@ import traceback
 
 from envs_jax.data import MnistDataError
 from fitting.cli import add_fit_parser
-from scalelab import train_cli
+from scalelab import compile_cache, train_cli
 from scalelab.sweep.capacity import MemoryRefused
 from scalelab.sweep.cli import (
     add_export_parser,
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
     try:
+        compile_cache.enable()
         return int(args.func(args) or 0)
     except REFUSALS as exc:
         error, code, message = exc, 2, f"error: {_message(exc, args)}"
