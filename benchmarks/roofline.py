@@ -26,13 +26,17 @@ Every program is compiled and run once (``compile_s``), then called until it has
 ``--min-calls`` times and at least ``--seconds`` (at most ``--max-calls``); ``median_s`` is the
 median call, each call timed to ``block_until_ready`` of all its outputs.
 
-    PYTHONPATH=. python benchmarks/roofline.py [--sizes quick|smallest|full|smoke] [--smoke]
+    PYTHONPATH=. python benchmarks/roofline.py [--sizes quick|smallest|batch|full|smoke] [--smoke]
         [--members 1] [--out benchmarks/results/roofline.jsonl | -]
 
 ``quick`` (the CPU default) is MNIST widths 1/64 and 1/8, IMPALA width 1/16 at depth 1 and width
 1/4 at depth 1 and 4 (on the 2-core CPU MNIST width 1's iteration took 250 s a call under load
 9); ``full`` (the default elsewhere) is MNIST 1/64 ... 1 and IMPALA 1/16 ... 1 at depth 1 and 4;
-``--smoke`` runs MNIST width 1/64 at a tiny batch, each program twice.
+``smallest`` is the smallest width of each family (to run with ``--members 8``); ``batch`` is
+IMPALA width 1/4 at depth 1 with minibatches of 16 samples (8 envs x 16 steps in 8 minibatches, the
+``quick`` size), 128 (32 x 16 in 4), 1024 (64 x 32 in 2) and 2048 (64 x 32 in 1; the paper's
+minibatch, 64 envs x 256 steps in 8), to see whether small minibatches are what keeps its fraction
+low; ``--smoke`` runs MNIST width 1/64 at a tiny batch, each program twice.
 """
 
 from __future__ import annotations
@@ -110,6 +114,10 @@ SIZES: dict[str, list[Size]] = {
               _impala(1 / 4, 4)],
     # the target's smallest widths, to run with --members 8
     "smallest": [_mnist(MNIST_WIDTHS[0]), _impala(IMPALA_WIDTHS[0], 1)],
+    # minibatches of 16, 128, 1024 and 2048 samples (module docstring)
+    "batch": [_impala(1 / 4, 1), _impala(1 / 4, 1, num_envs=32, num_minibatches=4),
+              _impala(1 / 4, 1, num_envs=64, rollout_length=32, num_minibatches=2),
+              _impala(1 / 4, 1, num_envs=64, rollout_length=32, num_minibatches=1)],
     "full": [_mnist(w) for w in MNIST_WIDTHS]
     + [_impala(w, d) for w in IMPALA_WIDTHS for d in (1, 4)],
 }
