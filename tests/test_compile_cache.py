@@ -1,18 +1,13 @@
 """The `scalelab` commands' persistent XLA compilation cache: where SCALELAB_XLA_CACHE puts it,
 and that a second run of the same command loads its programs from it with the same results."""
 
-import os
+import json
 import re
-import subprocess
-import sys
 
 import pytest
 
+from benchmarks import compile_cache as cache_bench
 from scalelab import compile_cache
-
-ARGV = ["train", "--env", "CartPole-v1", "--interactions", "512", "--num-envs", "4",
-        "--rollout-length", "32", "--num-minibatches", "2", "--update-epochs", "1",
-        "--updates-per-chunk", "2", "--width", "0.25", "--quiet"]
 
 
 def test_the_cache_path_follows_the_environment(tmp_path, monkeypatch):
@@ -34,20 +29,14 @@ def test_an_uncreatable_cache_directory_warns_and_leaves_the_cache_off(tmp_path)
         assert compile_cache.enable(blocker / "cache") is None
 
 
-def _train(out, cache):
-    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
-    # every program kept, however quick its compile on this machine
-    env.update(SCALELAB_XLA_CACHE=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-    subprocess.run([sys.executable, "-m", "scalelab.cli", *ARGV, "--out", str(out)], env=env,
-                   check=True, capture_output=True, timeout=600)
-    return (out / "metrics.csv").read_text()
-
-
 def test_a_second_run_loads_its_programs_from_the_cache_with_equal_results(tmp_path):
-    cache = tmp_path / "cache"
-    first = _train(tmp_path / "a", cache)
-    entries = sorted(p.name for p in cache.iterdir())
-    assert entries  # the first run compiled and kept its programs
-    assert _train(tmp_path / "b", cache) == first
-    # every program of the second run was found there: it added nothing
-    assert sorted(p.name for p in cache.iterdir()) == entries
+    # benchmarks/compile_cache.py's smoke mode: a tiny `scalelab train` run twice in subprocesses
+    # against one fresh cache, every program kept however quick its compile
+    out = tmp_path / "cc.jsonl"
+    row = cache_bench.main(["--smoke", "--out", str(out)])
+    assert json.loads(out.read_text()) == row
+    assert row["cache_entries_1"] > 0  # the first run compiled and kept its programs
+    # every program of the second run was found there: it added nothing, and trained the same
+    assert (row["cache_entries_2"], row["cache_bytes_2"]) == (row["cache_entries_1"],
+                                                              row["cache_bytes_1"])
+    assert row["metrics_identical"]
