@@ -4,8 +4,8 @@ Every ``scalelab`` command keeps the programs it compiles in jax's persistent co
 so that running the same sweep again, resuming it, or fitting the same curves loads them instead
 of compiling them. A cache hit loads the executable that compiling the same program with the same
 options produced, so results are unchanged: of two quickstart runs, the second loading from the
-cache, both wrote the same metrics.csv byte for byte and the same fit (the second took 55 s
-against the first's 75 s on 2 cores; tested on a small ``scalelab train``).
+cache, both wrote the same metrics.csv byte for byte (the second took 64 s against the first's
+89 s on 2 cores, ``benchmarks/compile_cache.py``; tested on a small ``scalelab train``).
 
 Where (``SCALELAB_XLA_CACHE``):
 
