@@ -40,18 +40,25 @@ def _cache_size(cache: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def run_twice(argv: list[str], work: Path, every_program: bool = False) -> dict[str, Any]:
-    """Run ``scalelab *argv --out work/run{1,2}`` twice against the cache ``work/cache``."""
+def run_once(argv: list[str], out: Path, cache: Path, every_program: bool = False
+             ) -> subprocess.CompletedProcess:
+    """``scalelab *argv --out out`` in a subprocess with ``SCALELAB_XLA_CACHE=cache`` (and
+    ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0`` if `every_program`); raises if it fails."""
     env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
-    env["SCALELAB_XLA_CACHE"] = str(work / "cache")
+    env["SCALELAB_XLA_CACHE"] = str(cache)
     if every_program:
         env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    return subprocess.run([sys.executable, "-m", "scalelab.cli", *argv, "--out", str(out)],
+                          env=env, check=True, capture_output=True, text=True)
+
+
+def run_twice(argv: list[str], work: Path, every_program: bool = False) -> dict[str, Any]:
+    """Run ``scalelab *argv --out work/run{1,2}`` twice against the cache ``work/cache``."""
     row: dict[str, Any] = {"command": ["scalelab", *argv],
                            "loadavg_1m_before": round(os.getloadavg()[0], 2)}
     for i in (1, 2):
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "scalelab.cli", *argv, "--out",
-                        str(work / f"run{i}")], env=env, check=True, capture_output=True)
+        run_once(argv, work / f"run{i}", work / "cache", every_program)
         row[f"wall_s_{i}"] = round(time.perf_counter() - t, 2)
         row[f"cache_entries_{i}"], row[f"cache_bytes_{i}"] = _cache_size(work / "cache")
     row["speedup"] = round(row["wall_s_1"] / row["wall_s_2"], 3)

@@ -40,3 +40,19 @@ def test_a_second_run_loads_its_programs_from_the_cache_with_equal_results(tmp_p
     assert (row["cache_entries_2"], row["cache_bytes_2"]) == (row["cache_entries_1"],
                                                               row["cache_bytes_1"])
     assert row["metrics_identical"]
+
+
+def test_half_written_cache_entries_are_compiled_again_with_a_warning(tmp_path):
+    # what a command meets when it reads entries that another is still writing
+    cache = tmp_path / "cache"
+    cache_bench.run_once(cache_bench.SMOKE, tmp_path / "full", cache, every_program=True)
+    entries = [p for p in cache.iterdir() if p.is_file()]
+    for p in entries:
+        p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    torn = {p: p.stat().st_size for p in entries}
+    done = cache_bench.run_once(cache_bench.SMOKE, tmp_path / "torn", cache, every_program=True)
+    assert "Error reading persistent compilation cache entry" in done.stderr
+    # jax does not overwrite an existing entry: the torn ones stay as they were
+    assert {p: p.stat().st_size for p in entries} == torn
+    assert ((tmp_path / "torn" / "metrics.csv").read_bytes()
+            == (tmp_path / "full" / "metrics.csv").read_bytes())
