@@ -6,7 +6,7 @@ Each run is a subprocess with ``SCALELAB_XLA_CACHE`` set to the same new directo
 and bytes after each run, whether the second run's metrics.csv is byte-identical to the first's,
 and the 1-minute load average before and after.
 
-    PYTHONPATH=. python benchmarks/compile_cache.py [--smoke]
+    PYTHONPATH=. python benchmarks/compile_cache.py [--smoke] [--work DIR]
         [--out benchmarks/results/compile_cache.jsonl | -]
 
 The default command is ``scalelab quickstart --quiet``; ``--smoke`` is a 512-interaction
@@ -73,9 +73,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--smoke", action="store_true", help="a tiny scalelab train instead")
     ap.add_argument("--out", default=str(DEFAULT_OUT),
                     help="JSON-lines file to append to ('-': print only)")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="keep the cache and both runs here (default: a temporary directory)")
     args = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="scalelab-compile-cache-") as work:
-        row = run_twice(SMOKE if args.smoke else QUICKSTART, Path(work), every_program=args.smoke)
+    command = SMOKE if args.smoke else QUICKSTART
+    if args.work is not None:
+        row = run_twice(command, args.work, every_program=args.smoke)
+    else:
+        with tempfile.TemporaryDirectory(prefix="scalelab-compile-cache-") as work:
+            row = run_twice(command, Path(work), every_program=args.smoke)
     row = {"bench": "compile_cache", **row, "commit": source_commit(),
            "cpu_count": os.cpu_count()}
     emit(row, None if args.out == "-" else Path(args.out))
