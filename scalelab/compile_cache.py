@@ -24,8 +24,8 @@ a lock: a command that reads an entry still being written, or one left torn by a
 while writing it, warns ("Error reading persistent compilation cache entry") and compiles that
 program itself, with the same results (tested with every entry cut to half its bytes). jax does
 not overwrite an existing entry, so a torn one keeps being warned about until the directory is
-deleted. Library calls (``scalelab.train``) leave
-jax's configuration alone: call ``enable()`` to give them the cache too.
+deleted. Library calls (``scalelab.train``) leave jax's configuration alone: call ``enable()``
+to give them the cache too.
 """
 
 from __future__ import annotations
