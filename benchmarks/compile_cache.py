@@ -17,6 +17,7 @@ The default command is ``scalelab quickstart --quiet``; ``--smoke`` is a 512-int
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -76,12 +77,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--work", type=Path, default=None,
                     help="keep the cache and both runs here (default: a temporary directory)")
     args = ap.parse_args(argv)
-    command = SMOKE if args.smoke else QUICKSTART
-    if args.work is not None:
-        row = run_twice(command, args.work, every_program=args.smoke)
-    else:
-        with tempfile.TemporaryDirectory(prefix="scalelab-compile-cache-") as work:
-            row = run_twice(command, Path(work), every_program=args.smoke)
+    work = (contextlib.nullcontext(args.work) if args.work is not None
+            else tempfile.TemporaryDirectory(prefix="scalelab-compile-cache-"))
+    with work as path:
+        row = run_twice(SMOKE if args.smoke else QUICKSTART, Path(path), every_program=args.smoke)
     row = {"bench": "compile_cache", **row, "commit": source_commit(),
            "cpu_count": os.cpu_count()}
     emit(row, None if args.out == "-" else Path(args.out))
