@@ -17,8 +17,9 @@ FLOPs come from ``scalelab.networks.forward_flops`` (F per observation, both tow
 The backward pass counts as 2F (gradients of activations and of weights, each one forward's
 multiply-adds), Adam and the loss count as 0. So act = F per observation, update = 3F per sample,
 and iteration = F x (1 + 3 x update_epochs) per interaction: the rollout's forward plus the epochs'
-forward + backward. The rollout's value of ``final_observation`` at every step (about half a
-forward) is work the iteration does that is not counted. ``fraction_of_peak`` divides by the peak
+forward + backward. The rollout's value pass over the final observations of its truncated steps
+(a buffer of them, evaluated once per rollout and when it fills) is work the iteration does that
+is not counted. ``fraction_of_peak`` divides by the peak
 measured just before that size, so load from other jobs shows in both; every line also records
 the 1-minute load average when it was written.
 
