@@ -1,0 +1,60 @@
+"""The conv-layers benchmark: its layer list, its FLOP counts and its best_layers arithmetic."""
+
+import json
+
+import pytest
+
+from benchmarks import conv_layers
+from scalelab import networks
+
+
+def test_conv_layers_of_impala_quarter_width_merge_equal_shapes_and_count_both_towers():
+    network = networks.NetworkConfig("impala", 0.25, 2)
+    shapes = [(layer.kernel, layer.c_in, layer.c_out, size, layer.padding, count, first)
+              for layer, size, count, first in conv_layers.conv_layers(network, (64, 64, 3))]
+    # per tower: stack convs 3->4 (64x64), 4->8 (32x32), 8->8 (16x16); 2 residual blocks of 2
+    # convs per stack at 4 (32x32), 8 (16x16) and 8 (8x8) channels; stack 2's conv has the shape
+    # of stack 1's block convs
+    assert shapes == [
+        (3, 3, 4, 64, "SAME", 2, True),
+        (3, 4, 4, 32, "SAME", 8, False),
+        (3, 4, 8, 32, "SAME", 2, False),
+        (3, 8, 8, 16, "SAME", 10, False),
+        (3, 8, 8, 8, "SAME", 8, False),
+    ]
+
+
+def test_conv_layers_smoke_counts_flops_and_sums_the_fastest_formulation(tmp_path):
+    out = tmp_path / "conv_layers.jsonl"
+    conv_layers.main(["--smoke", "--out", str(out)])
+    lines = [json.loads(text) for text in out.read_text().splitlines()]
+    peak = lines[0]["peak_gflops"]
+    assert lines[0]["program"] == "matmul_peak" and peak > 0
+    layers, total = lines[1:-1], lines[-1]
+    assert [(line["layer"], line["formulation"]) for line in layers] == [
+        (name, f) for name in ("conv_0", "conv_1") for f in ("lax", "taps", "tap_grad")
+    ]
+    # MNIST width 1/64: conv_0 5x5 VALID 1->1 on 28x28 (24x24 outputs), conv_1 3x3 VALID 1->1 on
+    # 12x12 (10x10); minibatch 8 (4 envs x 4 steps, 2 minibatches), one member; 2 FLOPs per
+    # multiply-add for the forward pass, the kernel gradient and (not the first layer) the input
+    # gradient
+    flops = {"conv_0": 2 * 2 * 24 * 24 * 25 * 8, "conv_1": 2 * 3 * 10 * 10 * 9 * 8}
+    for line in layers:
+        assert line["flops_per_step"] == flops[line["layer"]]
+        assert line["count"] == 2 and line["steps"] == 2 and line["median_step_s"] > 0
+        assert line["fraction_of_peak"] == pytest.approx(line["gflops"] / peak, rel=1e-2, abs=1e-5)
+        # every formulation ends the chained steps where XLA's convolution does
+        assert line["max_rel_diff"] < 1e-5
+    best = {}
+    for line in layers:
+        name = line["layer"]
+        if name not in best or line["median_step_s"] < best[name]["median_step_s"]:
+            best[name] = line
+    assert total["program"] == "best_layers"
+    assert total["fastest"] == [f"{name}:{line['formulation']}" for name, line in best.items()]
+    # both towers: each layer occurs twice
+    assert total["flops_per_step"] == 2 * sum(flops.values())
+    seconds = 2 * sum(line["median_step_s"] for line in best.values())
+    assert total["step_s"] == pytest.approx(seconds, rel=1e-3, abs=1e-6)
+    assert total["gflops"] == pytest.approx(total["flops_per_step"] / seconds / 1e9, rel=1e-2)
+    assert total["fraction_of_peak"] == pytest.approx(total["gflops"] / peak, rel=1e-2, abs=1e-5)
