@@ -31,7 +31,10 @@ Lines:
   largest magnitude of ``lax``'s.
 - ``best_layers``: the median step time of each layer's fastest formulation, weighted by how
   often the layer occurs (both towers, every residual block). The layers' FLOPs divided by it.
-  This is an estimate, not a bound. The update (``roofline.py``'s ``update`` program) does these
+  ``chosen`` and ``chosen_fraction_of_peak`` are the same for the formulation each layer has in
+  the networks (``conv_impl="auto"`` on this backend: ``lax`` off the CPU; on the CPU ``taps``
+  up to ``networks.TAPS_MAX_CHANNELS`` channel pairs, ``tap_grad`` above). This is an estimate,
+  not a bound. The update (``roofline.py``'s ``update`` program) does these
   same convolutions plus everything left out here. XLA may run a layer faster or slower inside
   the whole program than alone, for example by fusing an activation into it.
 
@@ -120,6 +123,13 @@ def layer_program(conv: Callable, padding: str, first: bool, options: dict, step
     return lambda: fn(x, kernel, g)
 
 
+def chosen_formulation(layer: networks.Layer) -> str:
+    """The formulation the networks give ``layer`` on the default backend (module docstring)."""
+    if networks.resolve_conv_impl("auto") == "lax":
+        return "lax"
+    return "taps" if networks.computed_as_taps(layer.c_in, layer.c_out) else "tap_grad"
+
+
 def max_rel_diff(results: tuple, reference: tuple) -> float:
     """Largest |a - b| over all results, relative to the largest |b|."""
     scale = max(float(jnp.max(jnp.abs(b))) for b in reference)
@@ -142,7 +152,7 @@ def measure_size(size: roofline.Size, members: int, timing: roofline.Timing, pea
     batch = config.batch_size // config.num_minibatches
     ident = dict(family=size.family, width=size.width, depth=network.depth, members=members,
                  batch=batch, steps=steps)
-    total_flops, total_s, fastest = 0, 0.0, []
+    total_flops, total_s, chosen_s, fastest, chosen = 0, 0.0, 0.0, [], []
     keys = jax.random.split(jax.random.key(0), 3)
     for layer, hw, count, first in conv_layers(network, plan.obs_shape):
         k = layer.kernel
@@ -152,7 +162,8 @@ def measure_size(size: roofline.Size, members: int, timing: roofline.Timing, pea
         g = jax.random.normal(keys[2], (members, batch, out_hw, out_hw, layer.c_out))
         flops = layer_flops(layer, first) * batch * members
         reference, step_s = None, {}
-        for name in ("lax", *[f for f in formulations if f != "lax"]):  # lax is the reference
+        # lax first (the reference), the networks' own choice always; lines for formulations
+        for name in dict.fromkeys(("lax", chosen_formulation(layer), *formulations)):
             t0 = time.perf_counter()
             call = layer_program(FORMULATIONS[name], layer.padding, first, options, steps,
                                  x, kernel, g)
@@ -174,15 +185,19 @@ def measure_size(size: roofline.Size, members: int, timing: roofline.Timing, pea
                 max_rel_diff=float(f"{max_rel_diff(results, reference):.3g}"),
                 loadavg_1m=round(os.getloadavg()[0], 2), **common,
             ))
-        best = min(formulations, key=step_s.__getitem__)
+        best, own = min(formulations, key=step_s.__getitem__), chosen_formulation(layer)
         total_flops += count * flops
         total_s += count * step_s[best]
+        chosen_s += count * step_s[own]
         fastest.append(f"{layer.name}:{best}")
+        chosen.append(f"{layer.name}:{own}")
     gflops = total_flops / total_s / 1e9
     lines.append(dict(
         bench="conv_layers", program="best_layers", **ident, fastest=fastest,
         flops_per_step=total_flops, step_s=round(total_s, 7), gflops=round(gflops, 3),
-        peak_gflops=round(peak, 2), fraction_of_peak=round(gflops / peak, 5),
+        peak_gflops=round(peak, 2), fraction_of_peak=round(gflops / peak, 5), chosen=chosen,
+        chosen_step_s=round(chosen_s, 7),
+        chosen_fraction_of_peak=round(total_flops / chosen_s / 1e9 / peak, 5),
         loadavg_1m=round(os.getloadavg()[0], 2), **common,
     ))
     return lines
