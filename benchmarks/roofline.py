@@ -19,9 +19,9 @@ multiply-adds), Adam and the loss count as 0. So act = F per observation, update
 and iteration = F x (1 + 3 x update_epochs) per interaction: the rollout's forward plus the epochs'
 forward + backward. The rollout's value pass over the final observations of its truncated steps
 (a buffer of them, evaluated once per rollout and when it fills) is work the iteration does that
-is not counted. ``fraction_of_peak`` divides by the peak
-measured just before that size, so load from other jobs shows in both; every line also records
-the 1-minute load average when it was written.
+is not counted. ``fraction_of_peak`` divides by the peak measured just before that size, so load
+from other jobs shows in both; every line also records the 1-minute load average when it was
+written.
 
 Every program is compiled and run once (``compile_s``), then called until it has run
 ``--min-calls`` times and at least ``--seconds`` (at most ``--max-calls``); ``median_s`` is the
