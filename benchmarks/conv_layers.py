@@ -1,7 +1,7 @@
 """The conv layers alone: each conv layer of a roofline size trained on its own (forward pass,
 input gradient, kernel gradient) under every convolution formulation scalelab has, as a fraction
 of this device's fp32 matmul peak measured in the same run; then the whole network's conv layers,
-each at its fastest formulation. One JSON line per result.
+each at its fastest formulation and at the one the networks choose. One JSON line per result.
 
 ``roofline.py`` measures whole programs. This measures how fast the convolutions themselves go,
 without the pools, activations, dense layers, loss, optimizer and environment around them. That
@@ -34,9 +34,9 @@ Lines:
   ``chosen`` and ``chosen_fraction_of_peak`` are the same for the formulation each layer has in
   the networks (``conv_impl="auto"`` on this backend: ``lax`` off the CPU; on the CPU ``taps``
   up to ``networks.TAPS_MAX_CHANNELS`` channel pairs, ``tap_grad`` above). This is an estimate,
-  not a bound. The update (``roofline.py``'s ``update`` program) does these
-  same convolutions plus everything left out here. XLA may run a layer faster or slower inside
-  the whole program than alone, for example by fusing an activation into it.
+  not a bound. The update (``roofline.py``'s ``update`` program) does these same convolutions
+  plus everything left out here. XLA may run a layer faster or slower inside the whole program
+  than alone, for example by fusing an activation into it.
 
 Timing is ``roofline.py``'s: compile and one call (``compile_s``), then the median of the calls,
 divided by the steps.
