@@ -59,6 +59,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from benchmarks import roofline
+from benchmarks.compile_options import _max_diff
 from scalelab import conv_tap_grad, networks
 from scalelab.sweep.plan import make_plan
 from scalelab.sweep.spec import parse_spec, spec_for_config
@@ -133,18 +134,15 @@ def chosen_formulation(layer: networks.Layer) -> str:
 def max_rel_diff(results: tuple, reference: tuple) -> float:
     """Largest |a - b| over all results, relative to the largest |b|."""
     scale = max(float(jnp.max(jnp.abs(b))) for b in reference)
-    diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(results, reference, strict=True))
+    diff = _max_diff(results, reference)
     return diff / scale if scale else diff
 
 
 def measure_size(size: roofline.Size, members: int, timing: roofline.Timing, peak_repeats: int,
                  formulations: Sequence[str], steps: int) -> list[dict]:
     """The peak line, one line per (layer shape, formulation), and the size's best_layers line."""
-    peak = roofline.matmul_peak_gflops(peak_repeats)
-    common = dict(backend=jax.default_backend(), device=jax.devices()[0].device_kind,
-                  cpu_count=os.cpu_count())
-    lines = [dict(bench="conv_layers", program="matmul_peak", n=roofline.PEAK_SIZE,
-                  peak_gflops=round(peak, 2), loadavg_1m=round(os.getloadavg()[0], 2), **common)]
+    peak, common, line = roofline.peak_line("conv_layers", peak_repeats)
+    lines = [line]
     config = size.config()
     plan = make_plan(parse_spec(spec_for_config(config, members)))
     network = plan.groups[0].network
@@ -170,7 +168,8 @@ def measure_size(size: roofline.Size, members: int, timing: roofline.Timing, pea
             compile_s = time.perf_counter() - t0
             first_s, times = roofline.time_calls(call, timing)
             results = call()
-            reference = reference or results
+            if reference is None:
+                reference = results
             step_s[name] = statistics.median(times) / steps
             if name not in formulations:
                 continue
@@ -207,24 +206,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", choices=list(roofline.SIZES), default="quick")
-    parser.add_argument("--smoke", action="store_true", help="same as --sizes smoke")
-    parser.add_argument("--members", type=int, default=1)
+    roofline.add_run_arguments(parser, "quick", roofline.Timing(5, 30, 1.0), DEFAULT_OUT)
     parser.add_argument("--formulations", nargs="+", choices=list(FORMULATIONS),
                         default=list(FORMULATIONS))
     parser.add_argument("--steps", type=int, default=8, help="chained passes per call")
-    parser.add_argument("--min-calls", type=int, default=5)
-    parser.add_argument("--max-calls", type=int, default=30)
-    parser.add_argument("--seconds", type=float, default=1.0)
-    parser.add_argument("--peak-repeats", type=int, default=7)
-    parser.add_argument("--out", default=str(DEFAULT_OUT),
-                        help="JSON-lines file to append to ('-': print only)")
     args = parser.parse_args(argv)
-    timing = roofline.Timing(args.min_calls, args.max_calls, args.seconds)
-    peak_repeats, steps, commit = args.peak_repeats, args.steps, roofline.source_commit()
-    if args.smoke:
-        timing, peak_repeats, steps = roofline.Timing(1, 2, 0.0), 2, 2
-    for size in roofline.SIZES["smoke" if args.smoke else args.sizes]:
+    sizes, timing, peak_repeats = roofline.run_settings(args)
+    steps, commit = 2 if args.smoke else args.steps, roofline.source_commit()
+    for size in sizes:
         for line in measure_size(size, args.members, timing, peak_repeats, args.formulations,
                                  steps):
             roofline.emit(line, args.out, commit)

@@ -238,15 +238,23 @@ def iteration_program(runner: FusedRunner, sweep: SweepState) -> tuple[Callable[
     return call, members * size * runner.configs[0].batch_size
 
 
-def measure_size(size: Size, members: int, timing: Timing, peak_repeats: int) -> list[dict]:
-    """The peak line and one line per program of one size."""
+def peak_line(bench: str, peak_repeats: int) -> tuple[float, dict, dict]:
+    """(peak GFLOP/s, the device fields every line carries, the ``matmul_peak`` line of
+    `bench`), the peak measured now (``matmul_peak_gflops``)."""
     peak = matmul_peak_gflops(peak_repeats)
     common = dict(
         backend=jax.default_backend(), device=jax.devices()[0].device_kind,
         cpu_count=os.cpu_count(),
     )
-    lines = [dict(bench="roofline", program="matmul_peak", n=PEAK_SIZE, peak_gflops=round(peak, 2),
-                  loadavg_1m=round(os.getloadavg()[0], 2), **common)]
+    line = dict(bench=bench, program="matmul_peak", n=PEAK_SIZE, peak_gflops=round(peak, 2),
+                loadavg_1m=round(os.getloadavg()[0], 2), **common)
+    return peak, common, line
+
+
+def measure_size(size: Size, members: int, timing: Timing, peak_repeats: int) -> list[dict]:
+    """The peak line and one line per program of one size."""
+    peak, common, line = peak_line("roofline", peak_repeats)
+    lines = [line]
     runner = FusedRunner(make_plan(parse_spec(spec_for_config(size.config(), members))))
     state = runner.init_state()
     network = runner.plan.groups[0].network
@@ -303,26 +311,39 @@ def emit(line: dict, out: str, commit: str) -> None:
             f.write(text + "\n")
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, default_sizes: str, timing: Timing,
+                      out: Path) -> None:
+    """The options this benchmark and those built on it share: --sizes, --smoke, --members,
+    --min-calls, --max-calls, --seconds (defaults from `timing`), --peak-repeats, --out."""
+    parser.add_argument("--sizes", choices=list(SIZES), default=default_sizes)
+    parser.add_argument("--smoke", action="store_true", help="same as --sizes smoke")
+    parser.add_argument("--members", type=int, default=1)
+    parser.add_argument("--min-calls", type=int, default=timing.min_calls)
+    parser.add_argument("--max-calls", type=int, default=timing.max_calls)
+    parser.add_argument("--seconds", type=float, default=timing.seconds)
+    parser.add_argument("--peak-repeats", type=int, default=7)
+    parser.add_argument("--out", default=str(out),
+                        help="JSON-lines file to append to ('-': print only)")
+
+
+def run_settings(args: argparse.Namespace) -> tuple[list[Size], Timing, int]:
+    """(sizes, timing, peak repeats) of options parsed by ``add_run_arguments``; --smoke: the
+    smoke size, each program twice, the peak of 2 calls."""
+    if args.smoke:
+        return SIZES["smoke"], Timing(1, 2, 0.0), 2
+    return (SIZES[args.sizes], Timing(args.min_calls, args.max_calls, args.seconds),
+            args.peak_repeats)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", choices=list(SIZES),
-                        default="quick" if jax.default_backend() == "cpu" else "full")
-    parser.add_argument("--smoke", action="store_true", help="same as --sizes smoke")
-    parser.add_argument("--members", type=int, default=1)
-    parser.add_argument("--min-calls", type=int, default=3)
-    parser.add_argument("--max-calls", type=int, default=20)
-    parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--peak-repeats", type=int, default=7)
-    parser.add_argument("--out", default=str(DEFAULT_OUT),
-                        help="JSON-lines file to append to ('-': print only)")
+    add_run_arguments(parser, "quick" if jax.default_backend() == "cpu" else "full", Timing(),
+                      DEFAULT_OUT)
     args = parser.parse_args(argv)
-    sizes = SIZES["smoke" if args.smoke else args.sizes]
-    timing = Timing(args.min_calls, args.max_calls, args.seconds)
-    peak_repeats, commit = args.peak_repeats, source_commit()
-    if args.smoke:
-        timing, peak_repeats = Timing(1, 2, 0.0), 2
+    sizes, timing, peak_repeats = run_settings(args)
+    commit = source_commit()
     for size in sizes:
         for line in measure_size(size, args.members, timing, peak_repeats):
             emit(line, args.out, commit)
