@@ -2,6 +2,8 @@
 
 import json
 
+import jax
+import numpy as np
 import pytest
 
 from benchmarks import conv_layers
@@ -65,3 +67,29 @@ def test_conv_layers_smoke_counts_flops_and_sums_the_fastest_formulation(tmp_pat
     assert total["chosen_step_s"] == pytest.approx(chosen_s, rel=1e-3, abs=1e-6)
     assert total["chosen_fraction_of_peak"] == pytest.approx(
         total["flops_per_step"] / chosen_s / 1e9 / peak, rel=1e-2, abs=1e-5)
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_layer_program_chains_every_result_into_the_next_step(first):
+    # two steps by hand: kernel -= LR dk, x -= LR dx (not for the first layer), g += LR y
+    keys = jax.random.split(jax.random.key(3), 3)
+    x = jax.random.normal(keys[0], (2, 3, 6, 6, 2))
+    kernel = jax.random.normal(keys[1], (2, 3, 3, 2, 3))
+    g = jax.random.normal(keys[2], (2, 3, 4, 4, 3))
+    conv = conv_layers.FORMULATIONS["lax"]
+    want = (x, kernel, g)
+    for _ in range(2):
+        xs, ks, gs = want
+        steps = []
+        for m in range(2):
+            y, vjp = jax.vjp(lambda x, k: conv(x, k, "VALID"), xs[m], ks[m])
+            dx, dk = vjp(gs[m])
+            new_x = xs[m] if first else xs[m] - conv_layers.LR * dx
+            steps.append((new_x, ks[m] - conv_layers.LR * dk, gs[m] + conv_layers.LR * y))
+        want = tuple(np.stack(parts) for parts in zip(*steps, strict=True))
+    got = conv_layers.layer_program(conv, "VALID", first, {}, 2, x, kernel, g)()
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # every result moved: nothing was dropped (x stays for the first layer, which takes no dx)
+    assert not np.array_equal(got[1], kernel) and not np.array_equal(got[2], g)
+    assert np.array_equal(got[0], x) == first
