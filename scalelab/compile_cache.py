@@ -1,8 +1,8 @@
 """A persistent XLA compilation cache for the ``scalelab`` commands.
 
 Every ``scalelab`` command keeps the programs it compiles in jax's persistent compilation cache,
-so that running the same sweep again, resuming it, or fitting the same curves loads them instead
-of compiling them. A cache hit loads the executable that compiling the same program with the same
+so that running the same command again (the same sweep, or its resume) loads them instead of
+compiling them. A cache hit loads the executable that compiling the same program with the same
 options produced, so results are unchanged: of two quickstart runs, the second loading from the
 cache, both wrote the same metrics.csv byte for byte (the second took 64 s against the first's
 89 s on 2 cores, ``benchmarks/compile_cache.py``; tested on a small ``scalelab train``).
